@@ -1,0 +1,1 @@
+"""Alert rules, lifecycle and notifiers (issue 4); nothing here yet."""

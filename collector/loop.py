@@ -1,0 +1,215 @@
+"""The collector: one member of a Kafka consumer group, feeding ClickHouse.
+
+The loop is small on purpose: poll, decode into the open batch, hand a full
+(or old) batch to the writer, report durable offsets to Kafka. Everything
+about durability lives in the writer and the checkpoint; everything about
+event validity lives in the decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+from collector.batch import Batch
+from collector.checkpoint import OffsetStore
+from collector.decode import RecordDecoder
+from collector.sink import ClickHouseSink
+from collector.stats import CollectorStats
+from collector.writer import BatchWriter
+from driftline.config import Settings
+from driftline.contracts import EventKind
+from driftline.store import connect
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 10.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, collector: "Collector") -> None:
+        self._collector = collector
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self._collector._on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self._collector._on_assigned(list(assigned))
+
+
+class Collector:
+    """Consumes the three topics into ClickHouse until `stop()` (or SIGTERM via the CLI)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        collector_id: str | None = None,
+        on_progress: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
+        if not settings.kafka_bootstrap_servers:
+            raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
+        self.settings = settings
+        self.collector_id = collector_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.stats = CollectorStats()
+        self._on_progress = on_progress
+        self._stop = threading.Event()
+        topics = {EventKind(k): t for k, t in settings.topics.items()}
+        self._topics = list(topics.values())
+        self._decoder = RecordDecoder(topics, settings.max_event_bytes)
+        self._batch = Batch()
+        self._store = connect(settings)
+        self._offsets = OffsetStore(self._store, {t: k for k, t in topics.items()}, self.collector_id)
+        self._writer = BatchWriter(ClickHouseSink(connect(settings)), self._offsets, self.stats)
+        self._consumer: KafkaConsumer | None = None
+        self._last_progress = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it flushes what it holds and returns."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> bool:
+        """Consume until stopped. Returns True if everything consumed was flushed."""
+        s = self.settings
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers.split(","),
+            group_id=s.consumer_group,
+            client_id=self.collector_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(s.kafka_session_timeout_ms // 3, 500),
+            max_poll_interval_ms=s.kafka_max_poll_interval_ms,
+            max_poll_records=min(s.batch_max_events, 10_000),
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=max(8 * 1024 * 1024, s.max_event_bytes * 4),
+        )
+        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+        log.info("collector started", extra={"collector": self.collector_id, "topics": self._topics,
+                                              "store": s.redacted_clickhouse_url()})
+        flushed = False
+        try:
+            while not self._stop.is_set():
+                self._poll_once()
+            flushed = self._flush_and_drain(s.shutdown_timeout_seconds)
+        finally:
+            try:
+                self._consumer.close(autocommit=False)
+            finally:
+                self._writer.close(timeout=0 if not flushed else 5)
+            log.info("collector stopped", extra={"flushed": flushed, **self.stats.snapshot()})
+        return flushed
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _poll_once(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        wait_ms = 100
+        if self._batch:
+            wait_ms = max(0, min(wait_ms, int((self.settings.batch_max_seconds - self._batch.age()) * 1000)))
+        records = consumer.poll(timeout_ms=wait_ms, max_records=self.settings.batch_max_events - self._batch.size)
+        batch, add = self._batch, self._decoder.add
+        for tp, messages in records.items():
+            topic, partition = tp.topic, tp.partition
+            for m in messages:
+                add(batch, topic, partition, m.offset, m.key, m.value)
+            self.stats.consumed += len(messages)
+        if batch and (batch.size >= self.settings.batch_max_events or batch.age() >= self.settings.batch_max_seconds):
+            self._submit()
+        self._report_committed()
+        self._maybe_progress()
+
+    def _submit(self) -> None:
+        """Hand the open batch to the writer; while it is busy, pause fetching but stay in the group."""
+        consumer = self._consumer
+        assert consumer is not None
+        batch, self._batch = self._batch, Batch()
+        for (topic, partition), r in batch.ranges.items():
+            high = consumer.highwater(TopicPartition(topic, partition))
+            if high is not None:
+                r.lag = max(0, high - r.next_offset)
+                self.stats.lag[(topic, partition)] = r.lag
+        if self._writer.full():
+            paused = list(consumer.assignment())
+            consumer.pause(*paused)
+            try:
+                while self._writer.full():
+                    consumer.poll(timeout_ms=50)  # heartbeats and rebalances only: partitions are paused
+                    self._report_committed()
+            finally:
+                consumer.resume(*[tp for tp in paused if tp in consumer.assignment()])
+        self._writer.submit(batch)
+
+    def _flush_and_drain(self, timeout: float) -> bool:
+        if self._batch:
+            batch, self._batch = self._batch, Batch()
+            self._writer.submit(batch, timeout=timeout)
+        done = self._writer.drain(timeout)
+        self._report_committed()
+        return done
+
+    def _report_committed(self) -> None:
+        """Tell Kafka what is durable in ClickHouse (informational: ClickHouse holds the truth)."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        while not self._writer.committed.empty():
+            for (topic, partition), nxt in self._writer.committed.get().offsets.items():
+                offsets[TopicPartition(topic, partition)] = OffsetAndMetadata(nxt, "", -1)
+        if offsets and self._consumer is not None:
+            mine = self._consumer.assignment()
+            offsets = {tp: o for tp, o in offsets.items() if tp in mine}
+            if offsets:
+                try:
+                    self._consumer.commit_async(offsets)
+                except Exception as exc:  # a rebalance in progress; the next commit covers it
+                    log.debug("kafka commit skipped", extra={"error": type(exc).__name__})
+
+    def _maybe_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        snap = self.stats.snapshot()
+        log.info("collector progress", extra=snap)
+        if self._on_progress:
+            self._on_progress(snap)
+
+    # -- rebalances (called inside poll, on the consumer thread) -----------------------
+
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        if not revoked:
+            return
+        log.info("partitions revoked, flushing", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in revoked]})
+        self._flush_and_drain(self.settings.shutdown_timeout_seconds)
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        if not assigned:
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        keys = [(tp.topic, tp.partition) for tp in assigned]
+        committed = self._offsets.committed(keys)
+        start = {tp: committed.get(tp, 0) for tp in keys}
+        removed = self._offsets.rollback(start)
+        for tp in assigned:
+            key = (tp.topic, tp.partition)
+            if key in committed:
+                consumer.seek(tp, committed[key])
+            else:
+                consumer.seek_to_beginning(tp)
+        log.info(
+            "partitions assigned",
+            extra={"partitions": {f"{t}/{p}": o for (t, p), o in start.items()}, "rolled_back_rows": removed},
+        )

@@ -1,0 +1,109 @@
+"""The ClickHouse sink: writes a batch's rows and dead letters. It never commits offsets.
+
+Rows go in as JSONEachRow, one insert per table per batch. If ClickHouse
+rejects an insert for its data, the batch is split in halves until the
+rejected rows are isolated; those become dead letters carrying ClickHouse's
+own message, and the rest is written. A store that fails even a health probe
+is an outage, not bad data: `StoreUnavailable` goes up so the writer can back
+off and retry the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from collector.batch import Batch, DeadLetter, Origin
+from collector.checkpoint import DEAD_LETTER_TABLE
+from driftline.contracts import EventKind
+
+log = logging.getLogger(__name__)
+
+TABLE_BY_KIND = {
+    EventKind.PREDICTION: "predictions",
+    EventKind.LABEL: "labels",
+    EventKind.METRIC: "infra_metrics",
+}
+
+INSERT_SETTINGS = {
+    "date_time_input_format": "best_effort",
+    "input_format_skip_unknown_fields": 0,
+    "input_format_null_as_default": 1,
+}
+
+MAX_ERROR_CHARS = 2000
+
+
+class StoreUnavailable(RuntimeError):
+    """ClickHouse cannot take writes right now; retry later (backpressure)."""
+
+
+class ClickHouseSink:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def write(self, batch: Batch) -> list[DeadLetter]:
+        """Write rows then dead letters; returns the rows ClickHouse itself rejected (already dead-lettered)."""
+        rejected: list[DeadLetter] = []
+        try:
+            for kind, rows in batch.rows.items():
+                if rows:
+                    rejected += self._insert_rows(TABLE_BY_KIND[kind], rows, batch.origins[kind])
+            letters = batch.dead_letters + rejected
+            if letters:
+                self.insert_dead_letters(letters)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {_short(str(exc))}") from exc
+        for letter in rejected:
+            r = batch.ranges[(letter.origin.topic, letter.origin.partition)]
+            r.events -= 1
+            r.dead_letters += 1
+        return rejected
+
+    def _insert_rows(self, table: str, rows: list[bytes], origins: list[Origin]) -> list[DeadLetter]:
+        try:
+            self._client.raw_insert(table, None, insert_block=b"\n".join(rows), fmt="JSONEachRow", settings=INSERT_SETTINGS)
+            return []
+        except DatabaseError as exc:
+            if len(rows) > 1:
+                mid = len(rows) // 2
+                return self._insert_rows(table, rows[:mid], origins[:mid]) + self._insert_rows(
+                    table, rows[mid:], origins[mid:]
+                )
+            self._probe()
+            log.warning(
+                "ClickHouse rejected a row",
+                extra={"table": table, "topic": origins[0].topic, "partition": origins[0].partition, "offset": origins[0].offset},
+            )
+            return [DeadLetter(origins[0], "store_rejected", _short(str(exc)))]
+
+    def _probe(self) -> None:
+        try:
+            self._client.query("SELECT 1")
+        except Exception as exc:
+            raise StoreUnavailable(f"ClickHouse health probe failed: {type(exc).__name__}") from exc
+
+    def insert_dead_letters(self, letters: list[DeadLetter]) -> None:
+        cols: list[list[object]] = [[] for _ in range(8)]
+        for d in letters:
+            o = d.origin
+            raw = o.raw or b""
+            for col, value in zip(
+                cols,
+                (o.topic, o.partition, o.offset, o.key or b"", raw, len(raw), d.error_kind, _short(d.error)),
+            ):
+                col.append(value)
+        self._client.insert(
+            DEAD_LETTER_TABLE,
+            cols,
+            column_names=["topic", "partition", "offset", "key", "raw", "raw_bytes", "error_kind", "error"],
+            column_oriented=True,
+        )
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (issue 5); nothing here yet."""

@@ -1,0 +1,164 @@
+"""Typed configuration, read from ``DRIFTLINE_*`` environment variables.
+
+Every knob of the service lives here, with its default and its meaning, so
+that the README's configuration table and the code cannot drift apart
+(``driftline config`` prints this table from the model itself).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from driftline.names import validate_identifier, validate_topic
+
+
+class Settings(BaseSettings):
+    """The service's configuration (environment first, explicit overrides on top)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLINE_",
+        env_file=None,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    clickhouse_url: str = Field(
+        "chdb:./driftline-data",
+        description=(
+            "Where ClickHouse is. `chdb:PATH` (or `chdb:///abs/path`) runs the embedded "
+            "engine on a local folder; `http(s)://user:pass@host:port/db` selects a server."
+        ),
+    )
+    clickhouse_database: str = Field(
+        "driftline", description="Database holding Driftline's tables (created by `db migrate`)."
+    )
+    clickhouse_password_file: Path | None = Field(
+        None,
+        description="File holding the ClickHouse password; overrides a password in the URL.",
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        description=(
+            "Comma-separated Kafka brokers. Unset: `driftline up` starts a local "
+            "Kafka-protocol broker (tansu) and `driftline collect` refuses to start."
+        ),
+    )
+    topic_predictions: str = Field("predictions", description="Topic of prediction events.")
+    topic_labels: str = Field("labels", description="Topic of late label events.")
+    topic_metrics: str = Field("metrics", description="Topic of infrastructure metric events.")
+    consumer_group: str = Field("driftline-collector", description="Kafka consumer group of the collectors.")
+    batch_max_events: int = Field(
+        20_000, ge=1, le=1_000_000, description="Flush a batch to ClickHouse at this many events..."
+    )
+    batch_max_seconds: float = Field(
+        1.0, gt=0, le=300, description="...or when its oldest event has waited this long."
+    )
+    max_event_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Events larger than this are dead-lettered (raw bytes kept) instead of parsed.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer session timeout; shorter detects dead collectors sooner."
+    )
+    kafka_max_poll_interval_ms: int = Field(
+        60_000, ge=1000, description="Longest gap between polls before the group evicts a collector."
+    )
+    shutdown_timeout_seconds: float = Field(
+        30.0, gt=0, description="On SIGTERM/SIGINT, how long to drain and flush before giving up."
+    )
+    local_broker_host: str = Field("127.0.0.1", description="Listen address of the broker `up` starts.")
+    local_broker_port: int = Field(9092, ge=1, le=65535, description="Port of the broker `up` starts.")
+    local_broker_partitions: int = Field(
+        3, ge=1, le=256, description="Partitions per topic that `up` creates on its local broker."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="Structured JSON logs, or text for a terminal.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _database_is_identifier(cls, value: str) -> str:
+        return validate_identifier(value, what="clickhouse_database")
+
+    @field_validator("topic_predictions", "topic_labels", "topic_metrics")
+    @classmethod
+    def _topic_is_valid(cls, value: str) -> str:
+        return validate_topic(value)
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _url_has_known_scheme(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower()
+        if scheme not in ("chdb", "http", "https"):
+            raise ValueError(f"clickhouse_url must start with chdb:, http:// or https://, not {scheme!r}:")
+        return value
+
+    @model_validator(mode="after")
+    def _topics_are_distinct(self) -> "Settings":
+        topics = [self.topic_predictions, self.topic_labels, self.topic_metrics]
+        if len(set(topics)) != 3:
+            raise ValueError(f"topic_predictions, topic_labels and topic_metrics must differ, got {topics}")
+        return self
+
+    # -- derived views -------------------------------------------------------
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.clickhouse_url.lower().startswith("chdb:")
+
+    @property
+    def embedded_path(self) -> Path:
+        """The chDB folder, absolute, for the embedded engine."""
+        if not self.is_embedded:
+            raise ValueError("clickhouse_url does not select the embedded engine")
+        rest = self.clickhouse_url.split(":", 1)[1]
+        if rest.startswith("//"):
+            rest = rest[2:]
+        return Path(rest or "./driftline-data").expanduser().resolve()
+
+    @property
+    def database(self) -> str:
+        """The database: the server URL's path if it names one, else clickhouse_database."""
+        if not self.is_embedded:
+            path = urlsplit(self.clickhouse_url).path.strip("/")
+            if path:
+                return validate_identifier(path, what="database in clickhouse_url")
+        return self.clickhouse_database
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Event kind -> topic name."""
+        return {
+            "prediction": self.topic_predictions,
+            "label": self.topic_labels,
+            "metric": self.topic_metrics,
+        }
+
+    def clickhouse_password(self) -> SecretStr | None:
+        """The server password, from the password file or the URL; never logged."""
+        if self.clickhouse_password_file is not None:
+            return SecretStr(self.clickhouse_password_file.read_text().strip())
+        if self.is_embedded:
+            return None
+        password = urlsplit(self.clickhouse_url).password
+        return SecretStr(unquote(password)) if password else None
+
+    def redacted_clickhouse_url(self) -> str:
+        """The URL with any password replaced, for logs and messages."""
+        if self.is_embedded:
+            return f"chdb:{self.embedded_path}"
+        parts = urlsplit(self.clickhouse_url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}:***@" if parts.username else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,199 @@
+"""The v1 event contracts: what producers send, and how it is checked.
+
+The three topics carry JSON objects (see the README's "Event contracts").
+Decoding is strict on purpose: an unknown field, a wrong type, a naive
+timestamp or a name outside the identifier pattern is a dead letter with a
+reason, because silently accepting it would put data in ClickHouse that the
+detectors later misread. msgspec decodes and type-checks in one pass, which
+keeps validation cheap enough for the collector's hot loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Union
+
+import msgspec
+
+from driftline.names import IDENTIFIER_PATTERN, INSTANCE_PATTERN, is_identifier, is_instance
+
+CONTRACT_VERSION = 1
+
+MAX_FEATURES = 1024
+MAX_STRING_VALUE = 1024
+MAX_PROBA_CLASSES = 1024
+MAX_METRICS = 256
+TS_MIN = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+TS_MAX = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
+
+FeatureValue = Union[float, str, None]
+
+
+class EventKind(str, Enum):
+    PREDICTION = "prediction"
+    LABEL = "label"
+    METRIC = "metric"
+
+
+class PredictionEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """Topic `predictions`, key = model id."""
+
+    event_id: str
+    model: str
+    model_version: str
+    ts: dt.datetime
+    features: dict[str, FeatureValue]
+    prediction: Union[float, str]
+    proba: Union[dict[str, float], None] = None
+    latency_ms: Union[float, None] = None
+
+
+class LabelEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """Topic `labels`: the ground truth for an earlier prediction, often days late."""
+
+    event_id: str
+    model: str
+    ts: dt.datetime
+    label: Union[float, str]
+
+
+class MetricEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """Topic `metrics`: infrastructure metrics of one serving instance."""
+
+    model: str
+    instance: str
+    ts: dt.datetime
+    metrics: dict[str, float]
+
+
+Event = Union[PredictionEvent, LabelEvent, MetricEvent]
+
+EVENT_TYPES: dict[EventKind, type] = {
+    EventKind.PREDICTION: PredictionEvent,
+    EventKind.LABEL: LabelEvent,
+    EventKind.METRIC: MetricEvent,
+}
+
+
+class ContractError(ValueError):
+    """An event that breaks the v1 contract. `kind` is a short, stable category for dashboards."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class EventValidator:
+    """Decodes and checks events of one kind.
+
+    Names that passed the identifier pattern once are remembered (up to a
+    bound), so the per-feature regex runs once per distinct name rather than
+    once per event.
+    """
+
+    _KNOWN_NAMES_MAX = 100_000
+
+    def __init__(self, kind: EventKind, max_event_bytes: int = 256 * 1024) -> None:
+        self.kind = kind
+        self.max_event_bytes = max_event_bytes
+        self._decoder = msgspec.json.Decoder(EVENT_TYPES[kind])
+        self._check = {
+            EventKind.PREDICTION: self._check_prediction,
+            EventKind.LABEL: self._check_label,
+            EventKind.METRIC: self._check_metric,
+        }[kind]
+        self._known_names: set[str] = set()
+
+    def validate(self, raw: bytes | None) -> Event:
+        """The decoded event, or ContractError saying what is wrong."""
+        if raw is None:
+            raise ContractError("invalid_json", "empty message (null value)")
+        if len(raw) > self.max_event_bytes:
+            raise ContractError(
+                "oversized", f"event of {len(raw)} bytes exceeds max_event_bytes={self.max_event_bytes}"
+            )
+        try:
+            event = self._decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise ContractError("contract", str(exc)) from None
+        except msgspec.DecodeError as exc:
+            raise ContractError("invalid_json", str(exc)) from None
+        self._check(event)
+        return event
+
+    # -- per-kind checks -------------------------------------------------------
+
+    def _name(self, value: str, what: str) -> None:
+        if value in self._known_names:
+            return
+        if not is_identifier(value):
+            raise ContractError("invalid_name", f"{what} {_shorten(value)!r} does not match {IDENTIFIER_PATTERN}")
+        if len(self._known_names) < self._KNOWN_NAMES_MAX:
+            self._known_names.add(value)
+
+    @staticmethod
+    def _ts(value: dt.datetime) -> None:
+        if value.tzinfo is None:
+            raise ContractError("contract", "ts must be RFC 3339 with a timezone (e.g. 2026-01-01T12:00:00Z) - at `$.ts`")
+        if not TS_MIN <= value < TS_MAX:
+            raise ContractError("contract", f"ts {value.isoformat()} is outside 2000-01-01..2100-01-01 - at `$.ts`")
+
+    @staticmethod
+    def _event_id(value: str) -> None:
+        if not 0 < len(value) <= 128:
+            raise ContractError("contract", "event_id must have 1 to 128 characters - at `$.event_id`")
+
+    def _check_prediction(self, e: PredictionEvent) -> None:
+        self._event_id(e.event_id)
+        self._name(e.model, "model")
+        self._name(e.model_version, "model_version")
+        self._ts(e.ts)
+        if len(e.features) > MAX_FEATURES:
+            raise ContractError("contract", f"{len(e.features)} features exceed the limit of {MAX_FEATURES}")
+        for name, value in e.features.items():
+            self._name(name, "feature name")
+            if type(value) is str and len(value) > MAX_STRING_VALUE:
+                raise ContractError("contract", f"value of feature {name!r} is longer than {MAX_STRING_VALUE} characters")
+        if type(e.prediction) is str and len(e.prediction) > MAX_STRING_VALUE:
+            raise ContractError("contract", f"prediction is longer than {MAX_STRING_VALUE} characters")
+        if e.proba is not None:
+            if len(e.proba) > MAX_PROBA_CLASSES:
+                raise ContractError("contract", f"proba has more than {MAX_PROBA_CLASSES} classes")
+            for cls, p in e.proba.items():
+                self._name(cls, "proba class")
+                if not 0.0 <= p <= 1.0:
+                    raise ContractError("contract", f"proba[{cls!r}]={p} is outside [0, 1] - at `$.proba`")
+        if e.latency_ms is not None and e.latency_ms < 0:
+            raise ContractError("contract", "latency_ms must be >= 0 - at `$.latency_ms`")
+
+    def _check_label(self, e: LabelEvent) -> None:
+        self._event_id(e.event_id)
+        self._name(e.model, "model")
+        self._ts(e.ts)
+        if type(e.label) is str and len(e.label) > MAX_STRING_VALUE:
+            raise ContractError("contract", f"label is longer than {MAX_STRING_VALUE} characters")
+
+    def _check_metric(self, e: MetricEvent) -> None:
+        self._name(e.model, "model")
+        if not is_instance(e.instance):
+            raise ContractError("invalid_name", f"instance {_shorten(e.instance)!r} does not match {INSTANCE_PATTERN}")
+        self._ts(e.ts)
+        if not e.metrics:
+            raise ContractError("contract", "metrics must hold at least one value - at `$.metrics`")
+        if len(e.metrics) > MAX_METRICS:
+            raise ContractError("contract", f"{len(e.metrics)} metrics exceed the limit of {MAX_METRICS}")
+        for name in e.metrics:
+            self._name(name, "metric name")
+
+
+def _shorten(value: str, limit: int = 64) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: Event) -> bytes:
+    """JSON bytes of an event in the v1 contract (the producer helper's serializer)."""
+    return _encoder.encode(event)

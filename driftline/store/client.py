@@ -1,0 +1,75 @@
+"""Opening the ClickHouse store, embedded (chDB) or server, through one client API.
+
+Both targets speak the same SQL through clickhouse-connect, so nothing above
+this module knows which one it talks to. The embedded engine belongs to one
+process at a time; a second process gets `StoreInUse` with a message that
+says what to do instead of a chDB stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from driftline.config import Settings
+
+log = logging.getLogger(__name__)
+
+_embedded_lock = threading.Lock()
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened or refused an operation."""
+
+
+class StoreInUse(StoreError):
+    """Another process holds the embedded chDB folder."""
+
+
+def connect(settings: Settings, *, database: bool = True) -> Client:
+    """A new client on the configured store. Each thread that writes should hold its own."""
+    db = settings.database if database else None
+    if settings.is_embedded:
+        path = settings.embedded_path
+        path.mkdir(parents=True, exist_ok=True)
+        with _embedded_lock:
+            try:
+                client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            except Exception as exc:  # chDB reports a held folder as a generic error
+                text = str(exc)
+                if "already initialized" in text or "lock" in text.lower() or "Failed to create connection" in text:
+                    raise StoreInUse(
+                        f"the embedded ClickHouse folder {path} is in use by another process "
+                        "(only one process may open it: stop `driftline up`, or reach it through its API, "
+                        "or run a ClickHouse server for several processes)"
+                    ) from None
+                raise StoreError(f"cannot open the embedded ClickHouse folder {path}: {text}") from None
+        if db:
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+            client.database = db
+        return client
+    parts = urlsplit(settings.clickhouse_url)
+    password = settings.clickhouse_password()
+    kwargs: dict[str, Any] = {
+        "host": parts.hostname or "localhost",
+        "port": parts.port or (8443 if parts.scheme == "https" else 8123),
+        "secure": parts.scheme == "https",
+        "username": unquote(parts.username) if parts.username else "default",
+        "password": password.get_secret_value() if password else "",
+    }
+    try:
+        client = clickhouse_connect.get_client(**kwargs)
+    except Exception as exc:
+        # The driver's message may echo connection details; name the redacted URL only.
+        raise StoreError(
+            f"cannot reach ClickHouse at {settings.redacted_clickhouse_url()}: {type(exc).__name__}"
+        ) from None
+    if db:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        client.database = db
+    return client
