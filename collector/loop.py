@@ -52,6 +52,7 @@ class Collector:
         *,
         collector_id: str | None = None,
         on_progress: Callable[[dict[str, object]], None] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
@@ -59,7 +60,7 @@ class Collector:
         self.collector_id = collector_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stats = CollectorStats()
         self._on_progress = on_progress
-        self._stop = threading.Event()
+        self._stop = stop_event or threading.Event()
         topics = {EventKind(k): t for k, t in settings.topics.items()}
         self._topics = list(topics.values())
         self._decoder = RecordDecoder(topics, settings.max_event_bytes)

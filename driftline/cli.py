@@ -16,7 +16,8 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -36,13 +37,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _install_stop_handlers(stop: Callable[[], None]) -> None:
+def _install_stop_handlers() -> threading.Event:
+    """SIGTERM/SIGINT set the returned event; installed first, so a signal during start-up is a clean stop too."""
+    stop = threading.Event()
+
     def handler(signum: int, _frame: object) -> None:
         log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
-        stop()
+        stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    return stop
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
@@ -94,10 +99,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print("driftline collect: set DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers); "
               "`driftline up` starts a local broker instead", file=sys.stderr)
         return 2
+    stop = _install_stop_handlers()
     migrate(connect(settings))
-    collector = Collector(settings)
-    _install_stop_handlers(collector.stop)
-    return 0 if collector.run() else 1
+    return 0 if Collector(settings, stop_event=stop).run() else 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -105,6 +109,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from collector.loop import Collector
 
     settings = _settings(args)
+    stop = _install_stop_handlers()
     migrate(connect(settings))
     broker = None
     if not settings.kafka_bootstrap_servers:
@@ -112,8 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
     try:
-        collector = Collector(settings)
-        _install_stop_handlers(collector.stop)
+        collector = Collector(settings, stop_event=stop)
         _print_banner(settings, local_broker=broker is not None)
         return 0 if collector.run() else 1
     finally:
