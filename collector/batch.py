@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from driftline.contracts import EventKind
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a record came from, and its bytes as received (kept for dead letters)."""
+class Record(Protocol):
+    """What the collector needs of a record: kafka-python's ConsumerRecord has it, so does `Origin`."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
-    raw: bytes | None
+    value: bytes | None
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    origin: Origin
+class Origin(NamedTuple):
+    """A record's position and bytes as received, when it did not come as a ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class DeadLetter(NamedTuple):
+    origin: Record
     error_kind: str
     error: str
 
@@ -44,35 +53,28 @@ class Batch:
 
     A batch is written as a unit: its rows, then its dead letters, then the
     checkpoint that commits `next_offset` for every partition it covers.
+    `origins[kind][i]` is the record behind `rows[kind][i]`, kept so that a
+    row ClickHouse refuses can still be dead-lettered with its raw bytes.
     """
 
     rows: dict[EventKind, list[bytes]] = field(default_factory=lambda: {k: [] for k in EventKind})
-    origins: dict[EventKind, list[Origin]] = field(default_factory=lambda: {k: [] for k in EventKind})
+    origins: dict[EventKind, list[Record]] = field(default_factory=lambda: {k: [] for k in EventKind})
     dead_letters: list[DeadLetter] = field(default_factory=list)
     ranges: dict[tuple[str, int], PartitionRange] = field(default_factory=dict)
     created: float = field(default_factory=time.monotonic)
     size: int = 0
 
-    def _range(self, origin: Origin) -> PartitionRange:
-        key = (origin.topic, origin.partition)
-        r = self.ranges.get(key)
+    def cover(self, topic: str, partition: int, first: int, nxt: int, events: int, dead_letters: int, nbytes: int) -> None:
+        """Account for consecutive records [first, nxt) of one partition, already added as rows or dead letters."""
+        r = self.ranges.get((topic, partition))
         if r is None:
-            r = self.ranges[key] = PartitionRange(origin.offset, origin.offset + 1)
+            self.ranges[(topic, partition)] = PartitionRange(first, nxt, events, dead_letters, nbytes)
         else:
-            r.next_offset = origin.offset + 1
-        r.bytes += len(origin.raw) if origin.raw else 0
-        return r
-
-    def add_row(self, kind: EventKind, row: bytes, origin: Origin) -> None:
-        self.rows[kind].append(row)
-        self.origins[kind].append(origin)
-        self._range(origin).events += 1
-        self.size += 1
-
-    def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.dead_letters.append(letter)
-        self._range(letter.origin).dead_letters += 1
-        self.size += 1
+            r.next_offset = nxt
+            r.events += events
+            r.dead_letters += dead_letters
+            r.bytes += nbytes
+        self.size += events + dead_letters
 
     def age(self) -> float:
         return time.monotonic() - self.created

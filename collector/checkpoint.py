@@ -2,13 +2,13 @@
 
 The protocol, per (topic, partition):
 1. A batch writes its rows and dead letters, then inserts one row per
-   partition into `ingest_offsets` with the next offset to read. That insert
-   is the commit point: one small part, atomic.
+   partition into `ingest_batches` with the next offset to read (and the
+   batch's counters). That insert is the commit point: one small part,
+   atomic; the committed offset of a partition is its max `next_offset`.
 2. When a partition is assigned (start, restart after a crash, rebalance),
    every row of that partition at or past the committed offset is deleted
    from every table it can reach (a crash may have left a batch half
-   written, including the materialized view's fan-out), and the consumer
-   seeks to the committed offset.
+   written), and the consumer seeks to the committed offset.
 So each offset is present in ClickHouse exactly once after replay, whatever
 moment the process died at. Kafka's own committed offsets are written too,
 after the checkpoint, only so that standard lag tools see progress.
@@ -27,7 +27,7 @@ from driftline.contracts import EventKind
 log = logging.getLogger(__name__)
 
 TABLES_BY_KIND: dict[EventKind, tuple[str, ...]] = {
-    EventKind.PREDICTION: ("predictions", "prediction_features"),
+    EventKind.PREDICTION: ("predictions",),
     EventKind.LABEL: ("labels",),
     EventKind.METRIC: ("infra_metrics",),
 }
@@ -49,7 +49,7 @@ class OffsetStore:
             return {}
         topics = sorted({t for t, _ in wanted})
         rows = self._client.query(
-            "SELECT topic, partition, max(next_offset) FROM ingest_offsets "
+            "SELECT topic, partition, max(next_offset) FROM ingest_batches "
             "WHERE topic IN {topics:Array(String)} GROUP BY topic, partition",
             parameters={"topics": topics},
         ).result_rows
@@ -97,11 +97,5 @@ class OffsetStore:
                 "collector", "topic", "partition", "first_offset", "next_offset",
                 "events", "dead_letters", "bytes", "lag", "flush_ms",
             ],
-            column_oriented=True,
-        )
-        self._client.insert(
-            "ingest_offsets",
-            [[t for t, _ in keys], [p for _, p in keys], [r.next_offset for r in ranges]],
-            column_names=["topic", "partition", "next_offset"],
             column_oriented=True,
         )

@@ -15,7 +15,7 @@ import logging
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from collector.batch import Batch, DeadLetter, Origin
+from collector.batch import Batch, DeadLetter, Record
 from collector.checkpoint import DEAD_LETTER_TABLE
 from driftline.contracts import EventKind
 
@@ -31,6 +31,9 @@ INSERT_SETTINGS = {
     "date_time_input_format": "best_effort",
     "input_format_skip_unknown_fields": 0,
     "input_format_null_as_default": 1,
+    "input_format_parallel_parsing": 0,
+    "max_insert_threads": 1,
+    "max_threads": 1,
 }
 
 MAX_ERROR_CHARS = 2000
@@ -64,7 +67,7 @@ class ClickHouseSink:
             r.dead_letters += 1
         return rejected
 
-    def _insert_rows(self, table: str, rows: list[bytes], origins: list[Origin]) -> list[DeadLetter]:
+    def _insert_rows(self, table: str, rows: list[bytes], origins: list[Record]) -> list[DeadLetter]:
         try:
             self._client.raw_insert(table, None, insert_block=b"\n".join(rows), fmt="JSONEachRow", settings=INSERT_SETTINGS)
             return []
@@ -91,7 +94,7 @@ class ClickHouseSink:
         cols: list[list[object]] = [[] for _ in range(8)]
         for d in letters:
             o = d.origin
-            raw = o.raw or b""
+            raw = o.value or b""
             for col, value in zip(
                 cols,
                 (o.topic, o.partition, o.offset, o.key or b"", raw, len(raw), d.error_kind, _short(d.error)),

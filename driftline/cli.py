@@ -27,7 +27,7 @@ from driftline.store import StoreError, connect, migrate, schema_version
 
 log = logging.getLogger("driftline")
 
-COUNTED_TABLES = ("predictions", "prediction_features", "labels", "infra_metrics", "dead_letters")
+COUNTED_TABLES = ("predictions", "labels", "infra_metrics", "dead_letters")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -92,7 +92,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from collector.loop import Collector
+    from collector.loop import Collector, tune_gc_for_throughput
 
     settings = _settings(args)
     if not settings.kafka_bootstrap_servers:
@@ -101,12 +101,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
         return 2
     stop = _install_stop_handlers()
     migrate(connect(settings))
+    tune_gc_for_throughput()
     return 0 if Collector(settings, stop_event=stop).run() else 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from collector.local_broker import LocalBroker, ensure_topics
-    from collector.loop import Collector
+    from collector.loop import Collector, tune_gc_for_throughput
 
     settings = _settings(args)
     stop = _install_stop_handlers()
@@ -118,6 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
     try:
         collector = Collector(settings, stop_event=stop)
+        tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None)
         return 0 if collector.run() else 1
     finally:

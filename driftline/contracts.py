@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import Enum
+from collections.abc import Iterable
 from typing import Union
 
 import msgspec
@@ -119,7 +120,7 @@ class EventValidator:
             raise ContractError("contract", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise ContractError("invalid_json", str(exc)) from None
-        self._check(event)
+        self._check(event, len(raw))
         return event
 
     # -- per-kind checks -------------------------------------------------------
@@ -144,37 +145,44 @@ class EventValidator:
         if not 0 < len(value) <= 128:
             raise ContractError("contract", "event_id must have 1 to 128 characters - at `$.event_id`")
 
-    def _check_prediction(self, e: PredictionEvent) -> None:
+    def _names(self, names: Iterable[str], what: str) -> None:
+        if not self._known_names.issuperset(names):  # one C-level pass in the common case
+            for name in names:
+                self._name(name, what)
+
+    def _check_prediction(self, e: PredictionEvent, size: int) -> None:
         self._event_id(e.event_id)
         self._name(e.model, "model")
         self._name(e.model_version, "model_version")
         self._ts(e.ts)
-        if len(e.features) > MAX_FEATURES:
-            raise ContractError("contract", f"{len(e.features)} features exceed the limit of {MAX_FEATURES}")
-        for name, value in e.features.items():
-            self._name(name, "feature name")
-            if type(value) is str and len(value) > MAX_STRING_VALUE:
-                raise ContractError("contract", f"value of feature {name!r} is longer than {MAX_STRING_VALUE} characters")
-        if type(e.prediction) is str and len(e.prediction) > MAX_STRING_VALUE:
-            raise ContractError("contract", f"prediction is longer than {MAX_STRING_VALUE} characters")
+        features = e.features
+        if len(features) > MAX_FEATURES:
+            raise ContractError("contract", f"{len(features)} features exceed the limit of {MAX_FEATURES}")
+        self._names(features, "feature name")
+        if size > MAX_STRING_VALUE:  # a smaller event cannot hold an over-long string
+            for name, value in features.items():
+                if type(value) is str and len(value) > MAX_STRING_VALUE:
+                    raise ContractError("contract", f"value of feature {name!r} is longer than {MAX_STRING_VALUE} characters")
+            if type(e.prediction) is str and len(e.prediction) > MAX_STRING_VALUE:
+                raise ContractError("contract", f"prediction is longer than {MAX_STRING_VALUE} characters")
         if e.proba is not None:
             if len(e.proba) > MAX_PROBA_CLASSES:
                 raise ContractError("contract", f"proba has more than {MAX_PROBA_CLASSES} classes")
+            self._names(e.proba, "proba class")
             for cls, p in e.proba.items():
-                self._name(cls, "proba class")
                 if not 0.0 <= p <= 1.0:
                     raise ContractError("contract", f"proba[{cls!r}]={p} is outside [0, 1] - at `$.proba`")
         if e.latency_ms is not None and e.latency_ms < 0:
             raise ContractError("contract", "latency_ms must be >= 0 - at `$.latency_ms`")
 
-    def _check_label(self, e: LabelEvent) -> None:
+    def _check_label(self, e: LabelEvent, size: int) -> None:
         self._event_id(e.event_id)
         self._name(e.model, "model")
         self._ts(e.ts)
-        if type(e.label) is str and len(e.label) > MAX_STRING_VALUE:
+        if size > MAX_STRING_VALUE and type(e.label) is str and len(e.label) > MAX_STRING_VALUE:
             raise ContractError("contract", f"label is longer than {MAX_STRING_VALUE} characters")
 
-    def _check_metric(self, e: MetricEvent) -> None:
+    def _check_metric(self, e: MetricEvent, size: int) -> None:
         self._name(e.model, "model")
         if not is_instance(e.instance):
             raise ContractError("invalid_name", f"instance {_shorten(e.instance)!r} does not match {INSTANCE_PATTERN}")
@@ -183,8 +191,7 @@ class EventValidator:
             raise ContractError("contract", "metrics must hold at least one value - at `$.metrics`")
         if len(e.metrics) > MAX_METRICS:
             raise ContractError("contract", f"{len(e.metrics)} metrics exceed the limit of {MAX_METRICS}")
-        for name in e.metrics:
-            self._name(name, "metric name")
+        self._names(e.metrics, "metric name")
 
 
 def _shorten(value: str, limit: int = 64) -> str:

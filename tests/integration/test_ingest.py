@@ -85,8 +85,19 @@ def test_100k_events_with_1pct_malformed_land_exactly_once(settings, store) -> N
     assert got_pred == dict(want_pred)
     dup = q("SELECT count() - uniqExact(partition, offset), count() - uniqExact(event_id) FROM predictions WHERE topic = {t:String}", t=tp)
     assert dup == [(0, 0)]
-    n_features = sum(len(json.loads(raw)["features"]) for k, raw, _ in good if k is EventKind.PREDICTION)
-    assert q("SELECT count() FROM prediction_features WHERE topic = {t:String}", t=tp) == [(n_features,)]
+    # Feature values come back with their JSON types: numbers as Float64, categories as String.
+    want_sums = Counter()
+    for k, raw, _ in good:
+        if k is EventKind.PREDICTION:
+            for name, v in json.loads(raw)["features"].items():
+                want_sums[(name, "num" if isinstance(v, float) else "cat")] += 1
+    got_sums = q("SELECT feature, countIf(value IS NOT NULL), countIf(category IS NOT NULL) "
+                 "FROM prediction_features WHERE topic = {t:String} GROUP BY feature", t=tp)
+    assert {(f, "num"): n for f, n, _ in got_sums if n} | {(f, "cat"): c for f, _, c in got_sums if c} == dict(want_sums)
+    one = json.loads(next(raw for k, raw, _ in good if k is EventKind.PREDICTION))
+    stored = q("SELECT variantElement(features['f0'], 'Float64'), variantElement(features['f9'], 'String') "
+               "FROM predictions WHERE event_id = {e:String}", e=one["event_id"])
+    assert stored == [(one["features"]["f0"], one["features"]["f9"])]
 
     want_lbl = Counter(m for k, _, m in good if k is EventKind.LABEL)
     assert dict(q("SELECT model, count() FROM labels WHERE topic = {t:String} GROUP BY model", t=settings.topic_labels)) == dict(want_lbl)

@@ -1,0 +1,126 @@
+"""Ingest benchmark: the collector's end-to-end rate against the raw consume rate, in one run.
+
+    python bench/ingest.py [--events 200000] [--features 20] [--partitions 3]
+
+1. Produces N prediction events (F features each) into a fresh topic.
+2. (a) baseline: a plain kafka-python consumer, configured like the
+   collector's, reads the N records without decoding them.
+3. (b) the collector (decode, validate, batch, insert into an embedded
+   ClickHouse, checkpoint) reads the same N records; the clock stops when
+   the last batch is committed.
+Both clocks start at the first record received, so group-join time is not
+counted for either. The last line is
+`RESULT ingest_events_per_s=<b> raw_consume_per_s=<a> ratio=<b/a>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
+
+from collector.local_broker import LocalBroker, ensure_topics  # noqa: E402
+from collector.loop import Collector, consumer_config, tune_gc_for_throughput  # noqa: E402
+from driftline.config import Settings  # noqa: E402
+from driftline.simulate import prediction_payload  # noqa: E402
+
+
+def produce(bootstrap: str, topic: str, n: int, features: int) -> float:
+    rng = random.Random(1)
+    models = [f"model-{i}" for i in range(5)]
+    payloads = [prediction_payload(i, models[i % 5], n_features=features, rng=rng) for i in range(n)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1024 * 1024, acks=1,
+                             max_request_size=8 * 1024 * 1024)
+    started = time.perf_counter()
+    for i, payload in enumerate(payloads):
+        producer.send(topic, key=models[i % 5].encode(), value=payload)
+    producer.flush()
+    producer.close()
+    return n / (time.perf_counter() - started)
+
+
+def raw_consume(bootstrap: str, topic: str, n: int, settings: Settings) -> float:
+    consumer = KafkaConsumer(topic, **consumer_config(settings, group_id=f"raw-{uuid.uuid4().hex[:8]}"))
+    got, started = 0, None
+    while got < n:
+        records = consumer.poll(timeout_ms=1000)
+        if records and started is None:
+            started = time.perf_counter()
+        for messages in records.values():
+            got += len(messages)
+    elapsed = time.perf_counter() - (started or 0)
+    consumer.close()
+    return n / elapsed
+
+
+def collector_rate(settings: Settings, n: int) -> tuple[float, dict[str, object]]:
+    collector = Collector(settings)
+    runner = threading.Thread(target=collector.run, daemon=True)
+    runner.start()
+    while collector.stats.consumed == 0:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    while collector.stats.inserted + collector.stats.dead_lettered < n:
+        if not runner.is_alive():
+            raise SystemExit("the collector stopped early")
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    collector.stop()
+    runner.join()
+    return n / elapsed, collector.stats.snapshot()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--features", type=int, default=20)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--batch-max-events", type=int, default=Settings.model_fields["batch_max_events"].default)
+    ap.add_argument("--bootstrap-servers", help="use this broker instead of starting a local one")
+    args = ap.parse_args()
+    tune_gc_for_throughput()  # as the service does; applies to both measurements
+
+    broker = None if args.bootstrap_servers else LocalBroker().start()
+    bootstrap = args.bootstrap_servers or broker.bootstrap_servers  # type: ignore[union-attr]
+    store = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        clickhouse_url=f"chdb:{store}", kafka_bootstrap_servers=bootstrap,
+        topic_predictions=f"bench-predictions-{tag}", topic_labels=f"bench-labels-{tag}",
+        topic_metrics=f"bench-metrics-{tag}", consumer_group=f"bench-{tag}",
+        batch_max_events=args.batch_max_events, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
+        log_level="WARNING",
+    )
+    try:
+        ensure_topics(bootstrap, list(settings.topics.values()), args.partitions)
+        print(f"producing {args.events} events with {args.features} features ...", flush=True)
+        produce_rate = produce(bootstrap, settings.topic_predictions, args.events, args.features)
+        print(f"  produced at {produce_rate:,.0f} events/s", flush=True)
+        raw = raw_consume(bootstrap, settings.topic_predictions, args.events, settings)
+        print(f"  (a) raw kafka-python consume: {raw:,.0f} records/s", flush=True)
+        from driftline.store import connect, migrate
+
+        migrate(connect(settings))
+        ingest, snap = collector_rate(settings, args.events)
+        print(f"  (b) collector into ClickHouse: {ingest:,.0f} events/s  {snap}", flush=True)
+        print(f"RESULT ingest_events_per_s={ingest:.0f} raw_consume_per_s={raw:.0f} ratio={ingest / raw:.3f}")
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(store, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DRIFTLINE_LOG_FORMAT", "text")
+    main()
