@@ -1,0 +1,79 @@
+"""`driftline up` as a newcomer runs it: embedded store, its own broker, a first event, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.local_broker import free_port
+from driftline.contracts import ContractError
+from driftline.producer import PredictionLogger
+from tests.conftest import query_store, run_driftline
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env |= {"DRIFTLINE_LOCAL_BROKER_PORT": str(port), "DRIFTLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "DRIFTLINE_KAFKA_MAX_POLL_INTERVAL_MS": "10000"}
+    log = open(tmp_path / "up.log", "wb")
+    up = subprocess.Popen([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=log)
+    try:
+        banner = [up.stdout.readline().decode() for _ in range(6)]  # type: ignore[union-attr]
+        assert banner[0].startswith("Driftline is up."), banner
+        assert f"127.0.0.1:{port}" in banner[1]
+        sent = run_driftline(["send-example", "--bootstrap-servers", f"127.0.0.1:{port}"], env)
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 60
+        while b'"inserted": 3' not in (tmp_path / "up.log").read_bytes():
+            assert up.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+    assert code == 0
+    status = run_driftline(["db", "status"], env | {"DRIFTLINE_CLICKHOUSE_URL": f"chdb:{tmp_path / 'driftline-data'}"})
+    assert json.loads(status.stdout)["rows"] == {"predictions": 1, "labels": 1, "infra_metrics": 1, "dead_letters": 0}
+    rows = query_store(tmp_path / "driftline-data", "SELECT feature, value, category FROM prediction_features ORDER BY feature")
+    assert rows == [["age", "42.0", ""], ["country", "", "NL"], ["income", "51000.0", ""]]
+
+
+def test_up_says_what_to_do_when_its_port_is_taken(tmp_path: Path, broker) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["DRIFTLINE_LOCAL_BROKER_PORT"] = str(broker.port)
+    done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4
+    assert "already in use" in done.stderr and "DRIFTLINE_LOCAL_BROKER_PORT" in done.stderr
+
+
+def test_the_store_in_use_is_reported_not_a_stack_trace(tmp_path: Path, store_path: Path, store) -> None:
+    # This test process holds the session store (the `store` client keeps it open); a second process must be told so.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["DRIFTLINE_CLICKHOUSE_URL"] = f"chdb:{store_path}"
+    assert store.query("SELECT 1").result_rows == [(1,)]
+    done = run_driftline(["db", "status"], env)
+    assert done.returncode == 3, done.stderr
+    assert "in use by another process" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_prediction_logger_refuses_bad_names_before_sending(settings) -> None:
+    with PredictionLogger(settings.kafka_bootstrap_servers, topic_predictions=settings.topic_predictions,
+                          topic_labels=settings.topic_labels, topic_metrics=settings.topic_metrics) as logger:
+        with pytest.raises(ContractError) as info:
+            logger.log_prediction("ok-model", {"bad name; DROP": 1.0}, 0.5)
+        assert info.value.kind == "invalid_name"
+        with pytest.raises(ContractError):
+            logger.log_metrics("ok-model", "pod-1", {"cpu": float("nan")})
+        event_id = logger.log_prediction("ok-model", {"x": 1, "y": "a", "z": None}, 1, proba={"0": 0.2, "1": 0.8})
+        assert len(event_id) == 32
