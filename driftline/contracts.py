@@ -37,7 +37,7 @@ class EventKind(str, Enum):
     METRIC = "metric"
 
 
-class PredictionEvent(msgspec.Struct, forbid_unknown_fields=True):
+class PredictionEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Topic `predictions`, key = model id."""
 
     event_id: str
@@ -50,7 +50,7 @@ class PredictionEvent(msgspec.Struct, forbid_unknown_fields=True):
     latency_ms: Union[float, None] = None
 
 
-class LabelEvent(msgspec.Struct, forbid_unknown_fields=True):
+class LabelEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Topic `labels`: the ground truth for an earlier prediction, often days late."""
 
     event_id: str
@@ -59,7 +59,7 @@ class LabelEvent(msgspec.Struct, forbid_unknown_fields=True):
     label: Union[float, str]
 
 
-class MetricEvent(msgspec.Struct, forbid_unknown_fields=True):
+class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Topic `metrics`: infrastructure metrics of one serving instance."""
 
     model: str
@@ -151,14 +151,21 @@ class EventValidator:
                 self._name(name, what)
 
     def _check_prediction(self, e: PredictionEvent, size: int) -> None:
-        self._event_id(e.event_id)
-        self._name(e.model, "model")
-        self._name(e.model_version, "model_version")
-        self._ts(e.ts)
+        known = self._known_names
+        if not 0 < len(e.event_id) <= 128:
+            self._event_id(e.event_id)
+        if e.model not in known:
+            self._name(e.model, "model")
+        if e.model_version not in known:
+            self._name(e.model_version, "model_version")
+        ts = e.ts
+        if ts.tzinfo is None or not TS_MIN <= ts < TS_MAX:
+            self._ts(ts)
         features = e.features
         if len(features) > MAX_FEATURES:
             raise ContractError("contract", f"{len(features)} features exceed the limit of {MAX_FEATURES}")
-        self._names(features, "feature name")
+        if not known.issuperset(features):
+            self._names(features, "feature name")
         if size > MAX_STRING_VALUE:  # a smaller event cannot hold an over-long string
             for name, value in features.items():
                 if type(value) is str and len(value) > MAX_STRING_VALUE:

@@ -10,11 +10,13 @@ Layout decisions, for the queries that come next:
   exactly-once protocol rolls back and replays by offset.
 - `predictions` keeps the whole event, features in one Map stored with
   ClickHouse's bucketed Map serialization: merged parts split the keys into
-  32 buckets, so `features['age']` reads only the bucket holding `age`
-  (measured: a one-feature scan 5x faster than the plain Map, and inserts
-  30% cheaper than a per-feature table fed by a materialized view, which
-  cost the collector half its throughput). `prediction_features` is a plain
-  view, one row per (event, feature), for ad-hoc queries.
+  about sqrt(number of features) buckets, so `features['age']` reads only
+  the bucket holding `age` (measured on 500k rows of 20 features: quantiles
+  of one feature in 27 ms instead of 124 ms). A per-feature table fed by a
+  materialized view would give the same and cost the collector a third of
+  its throughput (measured); the buckets cost about 1 us of merge CPU per
+  event. `prediction_features` is a plain view, one row per (event,
+  feature), for ad-hoc queries.
 - `ingest_batches` is the collector's commit log: one row per partition per
   batch, the committed offset being the max `next_offset`.
 - Feature values and labels are `Variant(Float64, String)`: numbers stay
@@ -66,7 +68,6 @@ MIGRATIONS: tuple[Migration, ...] = (
                 latency_ms Nullable(Float64),
                 ingested_at DateTime64(3, 'UTC') DEFAULT now64(3),
                 {OFFSET_INDEX},
-                INDEX idx_event_id event_id TYPE bloom_filter(0.01) GRANULARITY 4,
                 CONSTRAINT unique_feature_names
                     CHECK length(mapKeys(features)) = length(arrayDistinct(mapKeys(features))),
                 CONSTRAINT unique_proba_classes
@@ -75,7 +76,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             PARTITION BY toYYYYMM(ts)
             ORDER BY (model, ts)
             SETTINGS map_serialization_version = 'with_buckets',
-                     map_buckets_strategy = 'constant',
+                     map_buckets_strategy = 'sqrt',
                      max_buckets_in_map = 32,
                      map_buckets_min_avg_size = 1""",
             """CREATE VIEW IF NOT EXISTS prediction_features AS
