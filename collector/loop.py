@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -153,10 +154,8 @@ class Collector:
         if self._batch:
             wait_ms = max(0, min(wait_ms, int((self.settings.batch_max_seconds - self._batch.age()) * 1000)))
         records = consumer.poll(timeout_ms=wait_ms, max_records=self.settings.batch_max_events - self._batch.size)
+        self._add(records)
         batch = self._batch
-        for tp, messages in records.items():
-            self._decoder.add_records(batch, tp.topic, tp.partition, messages)
-            self.stats.consumed += len(messages)
         # Flush at the size or age bound; or early, once the batch is IDLE_FLUSH_AGE_S old, when a poll
         # comes back empty: the consumer has caught up and holding the batch would only add latency.
         # (Not sooner: a trickle of events would otherwise become many tiny inserts.)
@@ -168,32 +167,54 @@ class Collector:
         self._report_committed()
         self._maybe_progress()
 
+    def _add(self, records: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+        batch = self._batch
+        for tp, messages in records.items():
+            self._decoder.add_records(batch, tp.topic, tp.partition, messages)
+            self.stats.consumed += len(messages)
+
     def _submit(self) -> None:
-        """Hand the open batch to the writer; while it is busy, pause fetching but stay in the group."""
+        """Hand the open batch to the writer; while it is busy, pause fetching but stay in the group.
+
+        The batch stays `self._batch` until the writer takes it, so a rebalance during the wait
+        flushes it before the partitions move, and records a rebalance brings (from newly assigned,
+        unpaused partitions) join it instead of being dropped.
+        """
         consumer = self._consumer
         assert consumer is not None
+        if self._writer.full():
+            paused = list(consumer.assignment())
+            consumer.pause(*paused)
+            try:
+                while self._writer.full() and not self._stop.is_set():
+                    self._add(consumer.poll(timeout_ms=50))
+                    self._report_committed()
+            finally:
+                consumer.resume(*[tp for tp in paused if tp in consumer.assignment()])
+            if self._writer.full():
+                return  # stopping: _flush_and_drain takes the batch from here, within its timeout
+        if not self._batch:
+            return  # a revocation during the wait flushed it already
         batch, self._batch = self._batch, Batch()
         for (topic, partition), r in batch.ranges.items():
             high = consumer.highwater(TopicPartition(topic, partition))
             if high is not None:
                 r.lag = max(0, high - r.next_offset)
                 self.stats.lag[(topic, partition)] = r.lag
-        if self._writer.full():
-            paused = list(consumer.assignment())
-            consumer.pause(*paused)
-            try:
-                while self._writer.full():
-                    consumer.poll(timeout_ms=50)  # heartbeats and rebalances only: partitions are paused
-                    self._report_committed()
-            finally:
-                consumer.resume(*[tp for tp in paused if tp in consumer.assignment()])
         self._writer.submit(batch)
 
     def _flush_and_drain(self, timeout: float) -> bool:
+        """Submit the open batch and wait until everything submitted is durable; False on timeout."""
+        deadline = time.monotonic() + timeout
         if self._batch:
             batch, self._batch = self._batch, Batch()
-            self._writer.submit(batch, timeout=timeout)
-        done = self._writer.drain(timeout)
+            try:
+                self._writer.submit(batch, timeout=timeout)
+            except queue.Full:
+                log.error("could not flush within the timeout; the batch will be replayed from the checkpoint",
+                          extra={"timeout_s": timeout, "events": batch.size})
+                return False
+        done = self._writer.drain(max(0.0, deadline - time.monotonic()))
         self._report_committed()
         return done
 
@@ -228,7 +249,11 @@ class Collector:
         if not revoked:
             return
         log.info("partitions revoked, flushing", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in revoked]})
-        self._flush_and_drain(self.settings.shutdown_timeout_seconds)
+        if not self._flush_and_drain(self.settings.shutdown_timeout_seconds):
+            # Our writer may still hold rows for partitions another collector now owns: stop rather than
+            # race it (the unflushed batch is replayed by the new owner from the checkpoint).
+            log.error("could not flush before giving up partitions; stopping this collector")
+            self._stop.set()
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         if not assigned:

@@ -43,6 +43,7 @@ class BatchWriter:
         self.committed: queue.SimpleQueue[Committed] = queue.SimpleQueue()
         self._stop_retrying = threading.Event()
         self._failed: BaseException | None = None
+        self._abandoned = False
         self._thread = threading.Thread(target=self._run, name="driftline-writer", daemon=True)
         self._thread.start()
 
@@ -88,7 +89,10 @@ class BatchWriter:
             try:
                 if batch is None:
                     return
-                self._write_with_retry(batch)
+                if self._abandoned:
+                    continue  # never write past a batch given up on: its offsets would be committed over it
+                if not self._write_with_retry(batch):
+                    self._abandoned = True
             except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer thread
                 self._failed = exc
                 log.exception("batch writer failed")
@@ -96,7 +100,8 @@ class BatchWriter:
             finally:
                 self._queue.task_done()
 
-    def _write_with_retry(self, batch: Batch) -> None:
+    def _write_with_retry(self, batch: Batch) -> bool:
+        """True once the batch is durable; False if stopping made us give up on it."""
         delay = BACKOFF_START_S
         attempt = 0
         while True:
@@ -112,13 +117,14 @@ class BatchWriter:
             except Exception as exc:
                 # A sink outage, or the rollback/checkpoint failing: the same outage seen from another call.
                 self._stats.store_errors += 1
-                if self._stop_retrying.is_set():
-                    raise
                 error = str(exc) if isinstance(exc, StoreUnavailable) else type(exc).__name__
+                if self._stop_retrying.is_set() or self._stop_retrying.wait(delay):
+                    log.error("stopping with a batch unwritten; it is replayed from the checkpoint at the next start",
+                              extra={"attempt": attempt, "error": error})
+                    return False
                 log.error("ClickHouse write failed, retrying", extra={"attempt": attempt, "retry_in_s": delay, "error": error})
-                time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             self._stats.record_batch(batch, rejected, flush_ms)
             self.committed.put(Committed({tp: r.next_offset for tp, r in batch.ranges.items()}))
-            return
+            return True

@@ -137,3 +137,31 @@ def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, st
     assert dead == [(1,)]
     assert _offsets(store, settings).committed([(topic, 0)]) == {(topic, 0): 200}
     assert json.loads(payloads[0])["model"] == "flaky-model"
+
+
+def test_stop_is_bounded_when_the_store_is_down_and_nothing_is_committed(settings, store, monkeypatch) -> None:
+    """A stop with ClickHouse refusing writes ends within the shutdown timeout, reports failure, commits nothing."""
+    import collector.loop as loop
+
+    monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.05)
+    real_connect = loop.connect
+    monkeypatch.setattr(loop, "connect", lambda s: FlakyStore(real_connect(s), failures=10**9))
+    topic = settings.topic_predictions
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    for i in range(300):
+        producer.send(topic, value=b"{broken" if i % 50 == 0 else prediction_payload(i, "down-model"))
+    producer.flush()
+    collector = Collector(settings.model_copy(update={"shutdown_timeout_seconds": 3.0}))
+    result: list[bool] = []
+    runner = threading.Thread(target=lambda: result.append(collector.run()), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while collector.stats.store_errors < 2:
+        assert time.monotonic() < deadline, collector.stats.snapshot()
+        time.sleep(0.05)
+    stopped_at = time.monotonic()
+    collector.stop()
+    runner.join(timeout=30)
+    assert not runner.is_alive() and result == [False]
+    assert time.monotonic() - stopped_at < 3.0 + 5.0
+    assert _offsets(store, settings).committed([(topic, p) for p in range(3)]) == {}
