@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
 
 from driftline.config import Settings, load_settings
@@ -216,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"driftline: {exc}", file=sys.stderr)
         return 3
+    except DatabaseError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"driftline: ClickHouse refused the query: {reason}", file=sys.stderr)
+        return 2
     except Exception as exc:
         from collector.local_broker import BrokerUnavailable
 

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     local_broker_partitions: int = Field(
         3, ge=1, le=256, description="Partitions per topic that `up` creates on its local broker."
     )
-    log_format: Literal["json", "text"] = Field("json", description="Structured JSON logs, or text for a terminal.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="`json` (one object per line), `text`, or `auto`: text on a terminal, JSON otherwise."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @field_validator("clickhouse_database")

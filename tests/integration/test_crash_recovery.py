@@ -81,6 +81,15 @@ def _wait_caught_up(settings, timeout: float) -> None:
         time.sleep(0.5)
 
 
+def _run_until_caught_up(proc: CollectorProcess, settings, timeout: float = 180) -> int:
+    """Start the collector, let it consume everything produced, SIGTERM it; returns its exit code."""
+    proc.start()
+    assert proc.wait_for("partitions assigned", timeout=60)
+    _wait_caught_up(settings, timeout=timeout)
+    code, _ = proc.terminate(timeout=60)
+    return code
+
+
 def _stored(path: Path, settings) -> Counter[tuple[str, str]]:
     got: Counter[tuple[str, str]] = Counter()
     for table, kind in (("predictions", "prediction"), ("labels", "label"), ("infra_metrics", "metric")):
@@ -115,11 +124,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings, tmp_pa
             kills += 1
     finally:
         traffic.stop()
-    proc.start()
-    assert proc.wait_for("partitions assigned", timeout=60)
-    _wait_caught_up(settings, timeout=180)
-    code, _ = proc.terminate(timeout=60)
-    assert code == 0
+    assert _run_until_caught_up(proc, settings) == 0
     assert kills >= 5
 
     sent = traffic.sent
@@ -145,14 +150,12 @@ def test_sigterm_flushes_and_exits_zero_and_a_restart_keeps_the_data(settings, t
     stored_after_stop = _stored(store, settings)
     assert sum(stored_after_stop.values()) == final["consumed"]
 
-    # Restart on the same folder: what was stored stays, the rest arrives, nothing twice.
+    # Restart on the same folder with new events waiting: what was stored stays, the rest arrives, nothing twice.
+    traffic.send(5_000)
     traffic.stop()
-    proc.start()
-    assert proc.wait_for("partitions assigned", timeout=60)
-    _wait_caught_up(settings, timeout=120)
-    code, _ = proc.terminate(timeout=60)
-    assert code == 0
+    assert _run_until_caught_up(proc, settings) == 0
     assert _stored(store, settings) == traffic.sent
+    assert sum(traffic.sent.values()) == 25_000
     assert _duplicates(store)["predictions"] == 0
 
 

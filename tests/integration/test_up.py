@@ -77,3 +77,14 @@ def test_prediction_logger_refuses_bad_names_before_sending(settings) -> None:
             logger.log_metrics("ok-model", "pod-1", {"cpu": float("nan")})
         event_id = logger.log_prediction("ok-model", {"x": 1, "y": "a", "z": None}, 1, proba={"0": 0.2, "1": 0.8})
         assert len(event_id) == 32
+
+
+def test_db_query_is_read_only_and_explains_refusals(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env["DRIFTLINE_CLICKHOUSE_URL"] = f"chdb:{tmp_path / 'store'}"
+    assert run_driftline(["db", "migrate"], env).returncode == 0
+    for sql in ("DROP TABLE predictions", "INSERT INTO labels (event_id) VALUES ('x')", "SELEC nonsense"):
+        done = run_driftline(["db", "query", sql], env)
+        assert done.returncode == 2, done.stderr
+        assert "ClickHouse refused the query" in done.stderr and "Traceback" not in done.stderr
+    assert query_store(tmp_path / "store", "EXISTS TABLE predictions") == [["1"]]
