@@ -49,7 +49,7 @@ class PartitionRange:
 
 @dataclass
 class Batch:
-    """Rows per event kind (JSONEachRow lines), dead letters, and the offsets they cover.
+    """Rows per event kind (JSON objects, one per line), dead letters, and the offsets they cover.
 
     A batch is written as a unit: its rows, then its dead letters, then the
     checkpoint that commits `next_offset` for every partition it covers.

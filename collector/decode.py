@@ -1,9 +1,9 @@
 """Turning Kafka records into rows for ClickHouse, or dead letters with a reason.
 
 Valid events are not re-serialized: the original JSON object gets the
-record's Kafka position prepended and goes to ClickHouse as a JSONEachRow
-line, so ClickHouse's C++ parser does the column work while Python only
-validates. ClickHouse stays a second line of defence: a row it rejects
+record's Kafka position prepended and goes to ClickHouse as is, where a
+materialized view parses it into columns (C++ does the column work; Python
+only validates). ClickHouse stays a second line of defence: a row it rejects
 anyway becomes a dead letter in the sink, never a stuck batch.
 
 This is the collector's hot loop: it works on the runs of records that
@@ -55,7 +55,7 @@ class RecordDecoder:
             nbytes += len(value)
             if value[0] != 0x7B or b"\n" in value or b"\r" in value:  # 0x7B is "{"
                 # Leading space or raw line breaks: both can only be whitespace between tokens
-                # (inside strings JSON escapes them), and JSONEachRow wants one object per line.
+                # (inside strings JSON escapes them); one object per line keeps batches readable in errors.
                 value = value.strip().replace(b"\r", b" ").replace(b"\n", b" ")
             rows.append(b"%s%d,%s" % (prefix, m.offset, value[1:]))
             origins.append(m)

@@ -1,6 +1,8 @@
 """The ClickHouse sink: writes a batch's rows and dead letters. It never commits offsets.
 
-Rows go in as JSONEachRow, one insert per table per batch. If ClickHouse
+Rows go in as whole JSON objects (JSONAsString) into a Null-engine entry
+table per kind, whose materialized view parses them into the real table:
+one insert per table per batch. If ClickHouse
 rejects an insert for its data, the batch is split in halves until the
 rejected rows are isolated; those become dead letters carrying ClickHouse's
 own message, and the rest is written. A store that fails even a health probe
@@ -21,16 +23,15 @@ from driftline.contracts import EventKind
 
 log = logging.getLogger(__name__)
 
-TABLE_BY_KIND = {
-    EventKind.PREDICTION: "predictions",
-    EventKind.LABEL: "labels",
-    EventKind.METRIC: "infra_metrics",
+# Null-engine entry tables; their materialized views parse each JSON object into the real table.
+INGEST_TABLE_BY_KIND = {
+    EventKind.PREDICTION: "predictions_ingest",
+    EventKind.LABEL: "labels_ingest",
+    EventKind.METRIC: "infra_metrics_ingest",
 }
 
 INSERT_SETTINGS = {
-    "date_time_input_format": "best_effort",
-    "input_format_skip_unknown_fields": 0,
-    "input_format_null_as_default": 1,
+    "cast_string_to_variant_use_inference": 0,  # also set in the views; "10115" must stay a string
     "input_format_parallel_parsing": 0,
     "max_insert_threads": 1,
     "max_threads": 1,
@@ -53,7 +54,7 @@ class ClickHouseSink:
         try:
             for kind, rows in batch.rows.items():
                 if rows:
-                    rejected += self._insert_rows(TABLE_BY_KIND[kind], rows, batch.origins[kind])
+                    rejected += self._insert_rows(INGEST_TABLE_BY_KIND[kind], rows, batch.origins[kind])
             letters = batch.dead_letters + rejected
             if letters:
                 self.insert_dead_letters(letters)
@@ -69,7 +70,7 @@ class ClickHouseSink:
 
     def _insert_rows(self, table: str, rows: list[bytes], origins: list[Record]) -> list[DeadLetter]:
         try:
-            self._client.raw_insert(table, None, insert_block=b"\n".join(rows), fmt="JSONEachRow", settings=INSERT_SETTINGS)
+            self._client.raw_insert(table, None, insert_block=b"\n".join(rows), fmt="JSONAsString", settings=INSERT_SETTINGS)
             return []
         except DatabaseError as exc:
             if len(rows) > 1:

@@ -39,6 +39,28 @@ KAFKA_POSITION = """
 
 OFFSET_INDEX = "INDEX idx_offset offset TYPE minmax GRANULARITY 1"
 
+NUMBER_OR_STRING = "Variant(Float64, String)"
+
+
+def _typed_json_value(raw: str) -> str:
+    """SQL turning one raw JSON token into Variant(Float64, String) by its JSON type.
+
+    ClickHouse's own JSON parser reads the string "10115" into a Variant as the
+    number 10115; a zip code or a class label "1" must stay a string, so the
+    token's quote decides, not its content.
+    """
+    return (
+        f"if(startsWith({raw}, '\"'), CAST(JSONExtractString({raw}) AS {NUMBER_OR_STRING}), "
+        f"CAST(toFloat64OrNull({raw}) AS {NUMBER_OR_STRING}))"
+    )
+
+
+# The collector inserts validated events, each with its Kafka position prepended, as whole
+# JSON objects (format JSONAsString) into these Null tables; the views below parse them into
+# the real tables. Nothing is stored in a Null table, so an insert writes one table only.
+INGEST_VIEW_SETTINGS = "SETTINGS cast_string_to_variant_use_inference = 0"
+POSITION_FIELDS = "topic String, partition Int32, offset Int64"
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -106,6 +128,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) ENGINE = MergeTree
             PARTITION BY toYYYYMM(ts)
             ORDER BY (model, instance, ts)""",
+            "CREATE TABLE IF NOT EXISTS predictions_ingest (raw String) ENGINE = Null",
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS predictions_ingest_mv TO predictions AS
+            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset, e.event_id AS event_id,
+                   e.model AS model, e.model_version AS model_version,
+                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
+                   mapFromArrays(arrayMap(x -> x.1, kv), arrayMap(x -> {_typed_json_value('x.2')}, kv)) AS features,
+                   {_typed_json_value('prediction_raw')} AS prediction,
+                   e.proba AS proba, e.latency_ms AS latency_ms
+            FROM (
+                SELECT JSONExtract(raw, 'Tuple({POSITION_FIELDS}, event_id String, model String, model_version String,
+                                         ts String, proba Map(String, Float64), latency_ms Nullable(Float64))') AS e,
+                       JSONExtractKeysAndValuesRaw(raw, 'features') AS kv,
+                       JSONExtractRaw(raw, 'prediction') AS prediction_raw
+                FROM predictions_ingest
+            ) {INGEST_VIEW_SETTINGS}""",
+            "CREATE TABLE IF NOT EXISTS labels_ingest (raw String) ENGINE = Null",
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS labels_ingest_mv TO labels AS
+            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset, e.event_id AS event_id, e.model AS model,
+                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
+                   {_typed_json_value('label_raw')} AS label
+            FROM (
+                SELECT JSONExtract(raw, 'Tuple({POSITION_FIELDS}, event_id String, model String, ts String)') AS e,
+                       JSONExtractRaw(raw, 'label') AS label_raw
+                FROM labels_ingest
+            ) {INGEST_VIEW_SETTINGS}""",
+            "CREATE TABLE IF NOT EXISTS infra_metrics_ingest (raw String) ENGINE = Null",
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS infra_metrics_ingest_mv TO infra_metrics AS
+            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset, e.model AS model, e.instance AS instance,
+                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts, e.metrics AS metrics
+            FROM (
+                SELECT JSONExtract(raw, 'Tuple({POSITION_FIELDS}, model String, instance String, ts String,
+                                         metrics Map(String, Float64))') AS e
+                FROM infra_metrics_ingest
+            )""",
             f"""CREATE TABLE IF NOT EXISTS dead_letters ({KAFKA_POSITION}
                 key String,
                 raw String,

@@ -1,0 +1,45 @@
+"""Values keep their JSON types in ClickHouse: a quoted "10115" stays a string, 10115 stays a number."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.batch import Batch, Origin
+from collector.decode import RecordDecoder
+from collector.sink import ClickHouseSink
+from driftline.contracts import EventKind
+
+pytestmark = pytest.mark.integration
+
+FEATURES = {"zip": "10115", "n": 10115, "code": "007", "exp": "1e5", "flag": "true", "quote": 'a"b\u00e9\n',
+            "missing": None, "x": -0.25}
+
+
+def test_feature_prediction_and_label_types_follow_the_json_tokens(settings, store) -> None:
+    pred = json.dumps({"event_id": "types-1", "model": "types", "model_version": "1", "ts": "2026-03-01T12:00:00.5+02:00",
+                       "features": FEATURES, "prediction": "1", "proba": {"0": 0.4, "1": 0.6}}).encode()
+    label = json.dumps({"event_id": "types-1", "model": "types", "ts": "2026-03-02T00:00:00Z", "label": "0"}).encode()
+    numeric_label = json.dumps({"event_id": "types-2", "model": "types", "ts": "2026-03-02T00:00:00Z", "label": 0}).encode()
+    batch = Batch()
+    decoder = RecordDecoder({EventKind(k): t for k, t in settings.topics.items()}, settings.max_event_bytes)
+    decoder.add_records(batch, settings.topic_predictions, 0, [Origin(settings.topic_predictions, 0, 0, None, pred)])
+    decoder.add_records(batch, settings.topic_labels, 0, [Origin(settings.topic_labels, 0, 0, None, label),
+                                                          Origin(settings.topic_labels, 0, 1, None, numeric_label)])
+    assert ClickHouseSink(store).write(batch) == []
+
+    rows = store.query(
+        "SELECT feature, variantType(v), toString(v) FROM predictions "
+        "ARRAY JOIN mapKeys(features) AS feature, mapValues(features) AS v WHERE event_id = 'types-1'").result_rows
+    got = {f: (t, v) for f, t, v in rows}
+    assert got == {
+        "zip": ("String", "10115"), "n": ("Float64", "10115"), "code": ("String", "007"), "exp": ("String", "1e5"),
+        "flag": ("String", "true"), "quote": ("String", 'a"b\u00e9\n'), "missing": ("None", ""), "x": ("Float64", "-0.25"),
+    }
+    (pred_row,) = store.query("SELECT variantType(prediction), toString(prediction), toString(ts), proba, latency_ms "
+                              "FROM predictions WHERE event_id = 'types-1'").result_rows
+    assert pred_row == ("String", "1", "2026-03-01 10:00:00.500", {"0": 0.4, "1": 0.6}, None)
+    labels = store.query("SELECT event_id, variantType(label), toString(label) FROM labels "
+                         "WHERE model = 'types' ORDER BY event_id").result_rows
+    assert labels == [("types-1", "String", "0"), ("types-2", "Float64", "0")]
