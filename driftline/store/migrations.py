@@ -17,6 +17,10 @@ Layout decisions, for the queries that come next:
   its throughput (measured); the buckets cost about 1 us of merge CPU per
   event. `prediction_features` is a plain view, one row per (event,
   feature), for ad-hoc queries.
+- Events enter through Null-engine `*_ingest` tables whose materialized
+  views parse them, typing each value by its JSON token (see
+  `_typed_json_value`). A Null table stores nothing, so an insert still
+  writes exactly one real table, and the checkpoint protocol is unchanged.
 - `ingest_batches` is the collector's commit log: one row per partition per
   batch, the committed offset being the max `next_offset`.
 - Feature values and labels are `Variant(Float64, String)`: numbers stay
