@@ -19,8 +19,6 @@ import msgspec
 
 from driftline.names import IDENTIFIER_PATTERN, INSTANCE_PATTERN, is_identifier, is_instance
 
-CONTRACT_VERSION = 1
-
 MAX_FEATURES = 1024
 MAX_STRING_VALUE = 1024
 MAX_PROBA_CLASSES = 1024

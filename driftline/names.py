@@ -41,10 +41,6 @@ def validate_identifier(value: object, what: str = "name") -> str:
     return _check(value, _identifier, what)
 
 
-def validate_instance(value: object, what: str = "instance") -> str:
-    return _check(value, _instance, what)
-
-
 def validate_topic(value: object, what: str = "topic") -> str:
     return _check(value, _topic, what)
 
