@@ -15,7 +15,6 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 
@@ -95,7 +94,6 @@ class Collector:
         settings: Settings,
         *,
         collector_id: str | None = None,
-        on_progress: Callable[[dict[str, object]], None] | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
         if not settings.kafka_bootstrap_servers:
@@ -103,7 +101,6 @@ class Collector:
         self.settings = settings
         self.collector_id = collector_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stats = CollectorStats()
-        self._on_progress = on_progress
         self._stop = stop_event or threading.Event()
         topics = {EventKind(k): t for k, t in settings.topics.items()}
         self._topics = list(topics.values())
@@ -120,10 +117,6 @@ class Collector:
     def stop(self) -> None:
         """Ask the loop to finish: it flushes what it holds and returns."""
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def run(self) -> bool:
         """Consume until stopped. Returns True if everything consumed was flushed."""
@@ -153,7 +146,8 @@ class Collector:
         wait_ms = 100
         if self._batch:
             wait_ms = max(0, min(wait_ms, int((self.settings.batch_max_seconds - self._batch.age()) * 1000)))
-        records = consumer.poll(timeout_ms=wait_ms, max_records=self.settings.batch_max_events - self._batch.size)
+        room = max(1, self.settings.batch_max_events - self._batch.size)
+        records = consumer.poll(timeout_ms=wait_ms, max_records=room)
         self._add(records)
         batch = self._batch
         # Flush at the size or age bound; or early, once the batch is IDLE_FLUSH_AGE_S old, when a poll
@@ -238,10 +232,7 @@ class Collector:
         if now - self._last_progress < PROGRESS_EVERY_S:
             return
         self._last_progress = now
-        snap = self.stats.snapshot()
-        log.info("collector progress", extra=snap)
-        if self._on_progress:
-            self._on_progress(snap)
+        log.info("collector progress", extra=self.stats.snapshot())
 
     # -- rebalances (called inside poll, on the consumer thread) -----------------------
 
