@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -37,7 +38,10 @@ class DeadLetter(NamedTuple):
 
 @dataclass
 class PartitionRange:
-    """The offsets of one (topic, partition) that a batch covers: [first_offset, next_offset)."""
+    """The offsets of one (topic, partition) that a batch covers: [first_offset, next_offset).
+
+    `events` and `dead_letters` are as decoded; see `Batch.outcome` for the counts after ClickHouse.
+    """
 
     first_offset: int
     next_offset: int
@@ -75,6 +79,14 @@ class Batch:
             r.dead_letters += dead_letters
             r.bytes += nbytes
         self.size += events + dead_letters
+
+    def outcome(self, rejected: list[DeadLetter]) -> dict[tuple[str, int], tuple[int, int]]:
+        """(rows stored, dead letters) per partition once ClickHouse has refused `rejected` of the rows.
+
+        Derived, never written back into `ranges`, so a retried write counts each refusal once.
+        """
+        moved = Counter((d.origin.topic, d.origin.partition) for d in rejected)
+        return {tp: (r.events - moved[tp], r.dead_letters + moved[tp]) for tp, r in self.ranges.items()}
 
     def age(self) -> float:
         return time.monotonic() - self.created

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from clickhouse_connect.driver.client import Client
 
-from collector.batch import Batch
+from collector.batch import Batch, DeadLetter
 from driftline.contracts import EventKind
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,11 @@ class OffsetStore:
                     )
         return removed
 
-    def commit(self, batch: Batch, flush_ms: float) -> None:
-        """Record the batch's offsets: the commit point of the exactly-once protocol."""
+    def commit(self, batch: Batch, rejected: list[DeadLetter], flush_ms: float) -> None:
+        """Record the batch's offsets and counts: the commit point of the exactly-once protocol."""
         keys = list(batch.ranges)
         ranges = [batch.ranges[k] for k in keys]
+        outcome = batch.outcome(rejected)
         self._client.insert(
             "ingest_batches",
             [
@@ -87,8 +88,8 @@ class OffsetStore:
                 [p for _, p in keys],
                 [r.first_offset for r in ranges],
                 [r.next_offset for r in ranges],
-                [r.events for r in ranges],
-                [r.dead_letters for r in ranges],
+                [outcome[k][0] for k in keys],
+                [outcome[k][1] for k in keys],
                 [r.bytes for r in ranges],
                 [r.lag for r in ranges],
                 [flush_ms] * len(keys),

@@ -62,10 +62,6 @@ class ClickHouseSink:
             raise
         except Exception as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {_short(str(exc))}") from exc
-        for letter in rejected:
-            r = batch.ranges[(letter.origin.topic, letter.origin.partition)]
-            r.events -= 1
-            r.dead_letters += 1
         return rejected
 
     def _insert_rows(self, table: str, rows: list[bytes], origins: list[Record]) -> list[DeadLetter]:

@@ -33,10 +33,10 @@ class CollectorStats:
         with self._lock:
             self.batches += 1
             self.last_flush_ms = flush_ms
-            for (topic, _), r in batch.ranges.items():
-                self.inserted += r.events
-                self.inserted_by_topic[topic] += r.events
-                self.dead_lettered += r.dead_letters
+            for (topic, _), (events, dead_letters) in batch.outcome(rejected).items():
+                self.inserted += events
+                self.inserted_by_topic[topic] += events
+                self.dead_lettered += dead_letters
             for letter in batch.dead_letters + rejected:
                 self.dead_letters_by_kind[letter.error_kind] += 1
 

@@ -113,7 +113,7 @@ class BatchWriter:
                     self._offsets.rollback({tp: r.first_offset for tp, r in batch.ranges.items()})
                 rejected = self._sink.write(batch)
                 flush_ms = (time.perf_counter() - started) * 1000
-                self._offsets.commit(batch, flush_ms)
+                self._offsets.commit(batch, rejected, flush_ms)
             except Exception as exc:
                 # A sink outage, or the rollback/checkpoint failing: the same outage seen from another call.
                 self._stats.store_errors += 1

@@ -49,7 +49,7 @@ def test_a_half_written_batch_is_rolled_back_and_replayed_once(settings, store) 
     first = Batch()
     decoder.add_records(first, topic, 0, _records(topic, payloads[:50]))
     sink.write(first)
-    offsets.commit(first, flush_ms=1.0)
+    offsets.commit(first, [], flush_ms=1.0)
     second = Batch()  # written, then the process "dies" before its commit
     decoder.add_records(second, topic, 0, _records(topic, payloads[50:], start=50))
     sink.write(second)
@@ -94,7 +94,8 @@ def test_rows_clickhouse_refuses_become_dead_letters_and_the_rest_lands(settings
     letters = store.query("SELECT offset, raw FROM dead_letters WHERE topic = {t:String} ORDER BY offset",
                           parameters={"t": topic}, column_formats={"raw": "bytes"}).result_rows
     assert [(o, r) for o, r in letters] == [(i, payloads[i]) for i in (3, 500, 999)]
-    assert batch.ranges[(topic, 0)].events == 997 and batch.ranges[(topic, 0)].dead_letters == 3
+    assert batch.outcome(rejected) == {(topic, 0): (997, 3)}
+    assert batch.ranges[(topic, 0)].events == 1000  # the decode-time counts stay as they were
 
 
 class FlakyStore:
@@ -165,3 +166,34 @@ def test_stop_is_bounded_when_the_store_is_down_and_nothing_is_committed(setting
     assert not runner.is_alive() and result == [False]
     assert time.monotonic() - stopped_at < 3.0 + 5.0
     assert _offsets(store, settings).committed([(topic, p) for p in range(3)]) == {}
+
+
+def test_a_retried_commit_counts_refused_rows_once(settings, store, monkeypatch) -> None:
+    """Rows ClickHouse refuses move from events to dead letters once, however often the commit is retried."""
+    monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.01)
+    topic = settings.topic_predictions
+    payloads = [prediction_payload(i, "recount-model") for i in range(10)]
+    payloads[4] = payloads[4].replace(b'"features":{', b'"features":{"dup":1.0,"dup":2.0,', 1)
+    batch = Batch()
+    _decoder(settings).add_records(batch, topic, 0, _records(topic, payloads))
+
+    class FailingCommit(FlakyStore):
+        def insert(self, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if table == "ingest_batches" and self.failures > 0:
+                self.failures -= 1
+                raise OperationalError("injected: connection reset by peer")
+            return self._client.insert(table, *args, **kwargs)
+
+    flaky = FailingCommit(store, failures=2)
+    stats = CollectorStats()
+    writer = BatchWriter(ClickHouseSink(flaky), _offsets(flaky, settings), stats)
+    writer.submit(batch)
+    assert writer.drain(timeout=30)
+    writer.close(timeout=5)
+
+    assert flaky.failures == 0
+    assert _count(store, topic) == (9, 9)
+    logged = store.query("SELECT sum(events), sum(dead_letters) FROM ingest_batches WHERE topic = {t:String}",
+                         parameters={"t": topic}).result_rows
+    assert logged == [(9, 1)]
+    assert (stats.inserted, stats.dead_lettered) == (9, 1)
