@@ -23,15 +23,10 @@ from clickhouse_connect.driver.client import Client
 
 from collector.batch import Batch, DeadLetter
 from driftline.contracts import EventKind
+from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND
 
 log = logging.getLogger(__name__)
 
-TABLES_BY_KIND: dict[EventKind, tuple[str, ...]] = {
-    EventKind.PREDICTION: ("predictions",),
-    EventKind.LABEL: ("labels",),
-    EventKind.METRIC: ("infra_metrics",),
-}
-DEAD_LETTER_TABLE = "dead_letters"
 
 
 class OffsetStore:
@@ -61,7 +56,7 @@ class OffsetStore:
         removed = 0
         for (topic, partition), next_offset in partitions.items():
             kind = self._kinds_by_topic.get(topic)
-            tables = (TABLES_BY_KIND[kind] if kind else ()) + (DEAD_LETTER_TABLE,)
+            tables = ([TABLE_BY_KIND[kind]] if kind else []) + [DEAD_LETTER_TABLE]
             params = {"topic": topic, "partition": partition, "offset": next_offset}
             where = "topic = {topic:String} AND partition = {partition:Int32} AND offset >= {offset:Int64}"
             for table in tables:

@@ -18,17 +18,9 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from collector.batch import Batch, DeadLetter, Record
-from collector.checkpoint import DEAD_LETTER_TABLE
-from driftline.contracts import EventKind
+from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND, entry_table
 
 log = logging.getLogger(__name__)
-
-# Null-engine entry tables; their materialized views parse each JSON object into the real table.
-INGEST_TABLE_BY_KIND = {
-    EventKind.PREDICTION: "predictions_ingest",
-    EventKind.LABEL: "labels_ingest",
-    EventKind.METRIC: "infra_metrics_ingest",
-}
 
 INSERT_SETTINGS = {
     "cast_string_to_variant_use_inference": 0,  # also set in the views; "10115" must stay a string
@@ -54,7 +46,7 @@ class ClickHouseSink:
         try:
             for kind, rows in batch.rows.items():
                 if rows:
-                    rejected += self._insert_rows(INGEST_TABLE_BY_KIND[kind], rows, batch.origins[kind])
+                    rejected += self._insert_rows(entry_table(TABLE_BY_KIND[kind]), rows, batch.origins[kind])
             letters = batch.dead_letters + rejected
             if letters:
                 self.insert_dead_letters(letters)

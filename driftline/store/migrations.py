@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from driftline.contracts import EventKind
+
 log = logging.getLogger(__name__)
 
 KAFKA_POSITION = """
@@ -59,11 +61,41 @@ def _typed_json_value(raw: str) -> str:
     )
 
 
-# The collector inserts validated events, each with its Kafka position prepended, as whole
-# JSON objects (format JSONAsString) into these Null tables; the views below parse them into
-# the real tables. Nothing is stored in a Null table, so an insert writes one table only.
-INGEST_VIEW_SETTINGS = "SETTINGS cast_string_to_variant_use_inference = 0"
-POSITION_FIELDS = "topic String, partition Int32, offset Int64"
+TABLE_BY_KIND: dict[EventKind, str] = {
+    EventKind.PREDICTION: "predictions",
+    EventKind.LABEL: "labels",
+    EventKind.METRIC: "infra_metrics",
+}
+DEAD_LETTER_TABLE = "dead_letters"
+
+
+def entry_table(table: str) -> str:
+    """The Null-engine table the collector inserts into for `table`."""
+    return f"{table}_ingest"
+
+
+def _entry_point(table: str, *, fields: str, columns: str, tokens: str = "") -> tuple[str, str]:
+    """DDL of `table`'s entry point: a Null-engine table and the view that parses its events into `table`.
+
+    The collector inserts each validated event, its Kafka position prepended, as one JSON object
+    (format JSONAsString). The view extracts `fields` in one parse (plus any raw `tokens`, typed by
+    `_typed_json_value`) and writes `columns`. A Null table stores nothing, so an insert still
+    writes exactly one real table.
+    """
+    entry = entry_table(table)
+    extra = f", {tokens}" if tokens else ""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {entry} (raw String) ENGINE = Null",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_mv TO {table} AS
+            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset,
+                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
+                   {columns}
+            FROM (
+                SELECT raw, JSONExtract(raw, 'Tuple(topic String, partition Int32, offset Int64, ts String, {fields})') AS e{extra}
+                FROM {entry}
+            )
+            SETTINGS cast_string_to_variant_use_inference = 0""",
+    )
 
 
 @dataclass(frozen=True)
@@ -132,40 +164,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) ENGINE = MergeTree
             PARTITION BY toYYYYMM(ts)
             ORDER BY (model, instance, ts)""",
-            "CREATE TABLE IF NOT EXISTS predictions_ingest (raw String) ENGINE = Null",
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS predictions_ingest_mv TO predictions AS
-            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset, e.event_id AS event_id,
-                   e.model AS model, e.model_version AS model_version,
-                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
-                   mapFromArrays(arrayMap(x -> x.1, kv), arrayMap(x -> {_typed_json_value('x.2')}, kv)) AS features,
-                   {_typed_json_value('prediction_raw')} AS prediction,
-                   e.proba AS proba, e.latency_ms AS latency_ms
-            FROM (
-                SELECT JSONExtract(raw, 'Tuple({POSITION_FIELDS}, event_id String, model String, model_version String,
-                                         ts String, proba Map(String, Float64), latency_ms Nullable(Float64))') AS e,
-                       JSONExtractKeysAndValuesRaw(raw, 'features') AS kv,
-                       JSONExtractRaw(raw, 'prediction') AS prediction_raw
-                FROM predictions_ingest
-            ) {INGEST_VIEW_SETTINGS}""",
-            "CREATE TABLE IF NOT EXISTS labels_ingest (raw String) ENGINE = Null",
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS labels_ingest_mv TO labels AS
-            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset, e.event_id AS event_id, e.model AS model,
-                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
-                   {_typed_json_value('label_raw')} AS label
-            FROM (
-                SELECT JSONExtract(raw, 'Tuple({POSITION_FIELDS}, event_id String, model String, ts String)') AS e,
-                       JSONExtractRaw(raw, 'label') AS label_raw
-                FROM labels_ingest
-            ) {INGEST_VIEW_SETTINGS}""",
-            "CREATE TABLE IF NOT EXISTS infra_metrics_ingest (raw String) ENGINE = Null",
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS infra_metrics_ingest_mv TO infra_metrics AS
-            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset, e.model AS model, e.instance AS instance,
-                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts, e.metrics AS metrics
-            FROM (
-                SELECT JSONExtract(raw, 'Tuple({POSITION_FIELDS}, model String, instance String, ts String,
-                                         metrics Map(String, Float64))') AS e
-                FROM infra_metrics_ingest
-            )""",
+            *_entry_point(
+                "predictions",
+                fields="event_id String, model String, model_version String, "
+                "proba Map(String, Float64), latency_ms Nullable(Float64)",
+                columns=f"""e.event_id AS event_id, e.model AS model, e.model_version AS model_version,
+                    mapFromArrays(arrayMap(x -> x.1, kv), arrayMap(x -> {_typed_json_value('x.2')}, kv)) AS features,
+                    {_typed_json_value("JSONExtractRaw(raw, 'prediction')")} AS prediction,
+                    e.proba AS proba, e.latency_ms AS latency_ms""",
+                tokens="JSONExtractKeysAndValuesRaw(raw, 'features') AS kv",
+            ),
+            *_entry_point(
+                "labels",
+                fields="event_id String, model String",
+                columns=f"""e.event_id AS event_id, e.model AS model,
+                    {_typed_json_value("JSONExtractRaw(raw, 'label')")} AS label""",
+            ),
+            *_entry_point(
+                "infra_metrics",
+                fields="model String, instance String, metrics Map(String, Float64)",
+                columns="e.model AS model, e.instance AS instance, e.metrics AS metrics",
+            ),
             f"""CREATE TABLE IF NOT EXISTS dead_letters ({KAFKA_POSITION}
                 key String,
                 raw String,
