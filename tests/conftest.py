@@ -68,9 +68,16 @@ def store(base_settings: Settings):  # type: ignore[no-untyped-def]
     return connect(base_settings)
 
 
+def clean_env(**settings: object) -> dict[str, str]:
+    """This process's environment without DRIFTLINE_* variables, plus the given settings as DRIFTLINE_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env.update({f"DRIFTLINE_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
+
+
 def driftline_env(settings: Settings, **extra: object) -> dict[str, str]:
     """Environment that makes a `driftline` subprocess use these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env = clean_env()
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if value is not None:
@@ -87,9 +94,7 @@ def run_driftline(args: list[str], env: dict[str, str], timeout: float = 120) ->
 
 def query_store(path: Path, sql: str) -> list[list[str]]:
     """Rows of a read-only query on a chDB folder that no process holds, via the CLI."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env["DRIFTLINE_CLICKHOUSE_URL"] = f"chdb:{path}"
-    done = run_driftline(["db", "query", sql], env)
+    done = run_driftline(["db", "query", sql], clean_env(clickhouse_url=f"chdb:{path}"))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.rstrip("\n").split("\n")
     return [line.split("\t") for line in lines[1:]]

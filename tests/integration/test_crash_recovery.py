@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 
 from driftline.contracts import EventKind
 from driftline.simulate import label_payload, metric_payload, prediction_payload
-from tests.conftest import query_store, run_driftline
+from tests.conftest import clean_env, query_store, run_driftline
 from tests.integration.collector_process import CollectorProcess, group_caught_up
 from tests.malformed import malformed_cases
 
@@ -160,9 +160,7 @@ def test_sigterm_flushes_and_exits_zero_and_a_restart_keeps_the_data(settings, t
 
 
 def test_migrations_run_twice_change_nothing(tmp_path: Path) -> None:
-    env_url = {"DRIFTLINE_CLICKHOUSE_URL": f"chdb:{tmp_path / 'store'}"}
-    import os
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")} | env_url
+    env = clean_env(clickhouse_url=f"chdb:{tmp_path / 'store'}")
     first = run_driftline(["db", "migrate"], env)
     assert first.returncode == 0, first.stderr
     assert '"applied": [1]' in first.stdout

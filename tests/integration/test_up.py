@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,16 +14,14 @@ import pytest
 from collector.local_broker import free_port
 from driftline.contracts import ContractError
 from driftline.producer import PredictionLogger
-from tests.conftest import query_store, run_driftline
+from tests.conftest import clean_env, query_store, run_driftline
 
 pytestmark = pytest.mark.integration
 
 
 def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env |= {"DRIFTLINE_LOCAL_BROKER_PORT": str(port), "DRIFTLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "DRIFTLINE_KAFKA_MAX_POLL_INTERVAL_MS": "10000"}
+    env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000)
     log = open(tmp_path / "up.log", "wb")
     up = subprocess.Popen([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
                           stdout=subprocess.PIPE, stderr=log)
@@ -42,15 +39,14 @@ def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Pa
         up.send_signal(signal.SIGTERM)
         code = up.wait(timeout=60)
     assert code == 0
-    status = run_driftline(["db", "status"], env | {"DRIFTLINE_CLICKHOUSE_URL": f"chdb:{tmp_path / 'driftline-data'}"})
+    status = run_driftline(["db", "status"], clean_env(clickhouse_url=f"chdb:{tmp_path / 'driftline-data'}"))
     assert json.loads(status.stdout)["rows"] == {"predictions": 1, "labels": 1, "infra_metrics": 1, "dead_letters": 0}
     rows = query_store(tmp_path / "driftline-data", "SELECT feature, value, category FROM prediction_features ORDER BY feature")
     assert rows == [["age", "42.0", ""], ["country", "", "NL"], ["income", "51000.0", ""]]
 
 
 def test_up_says_what_to_do_when_its_port_is_taken(tmp_path: Path, broker) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env["DRIFTLINE_LOCAL_BROKER_PORT"] = str(broker.port)
+    env = clean_env(local_broker_port=broker.port)
     done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 4
@@ -59,8 +55,7 @@ def test_up_says_what_to_do_when_its_port_is_taken(tmp_path: Path, broker) -> No
 
 def test_the_store_in_use_is_reported_not_a_stack_trace(tmp_path: Path, store_path: Path, store) -> None:
     # This test process holds the session store (the `store` client keeps it open); a second process must be told so.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env["DRIFTLINE_CLICKHOUSE_URL"] = f"chdb:{store_path}"
+    env = clean_env(clickhouse_url=f"chdb:{store_path}")
     assert store.query("SELECT 1").result_rows == [(1,)]
     done = run_driftline(["db", "status"], env)
     assert done.returncode == 3, done.stderr
@@ -80,8 +75,7 @@ def test_prediction_logger_refuses_bad_names_before_sending(settings) -> None:
 
 
 def test_db_query_is_read_only_and_explains_refusals(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env["DRIFTLINE_CLICKHOUSE_URL"] = f"chdb:{tmp_path / 'store'}"
+    env = clean_env(clickhouse_url=f"chdb:{tmp_path / 'store'}")
     assert run_driftline(["db", "migrate"], env).returncode == 0
     for sql in ("DROP TABLE predictions", "INSERT INTO labels (event_id) VALUES ('x')", "SELEC nonsense"):
         done = run_driftline(["db", "query", sql], env)
