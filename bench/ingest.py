@@ -16,7 +16,6 @@ counted for either. The last line is
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
@@ -100,7 +99,6 @@ def main() -> None:
         topic_predictions=f"bench-predictions-{tag}", topic_labels=f"bench-labels-{tag}",
         topic_metrics=f"bench-metrics-{tag}", consumer_group=f"bench-{tag}",
         batch_max_events=args.batch_max_events, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
-        log_level="WARNING",
     )
     try:
         ensure_topics(bootstrap, list(settings.topics.values()), args.partitions)
@@ -122,5 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("DRIFTLINE_LOG_FORMAT", "text")
     main()
