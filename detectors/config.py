@@ -1,0 +1,378 @@
+"""The model registry: which models Driftline watches and how, as config-as-code (`models.yaml`).
+
+Loaded and validated as a whole at start: a bad field stops the service with
+`file:line: model 'x': field: what is wrong (got value)`, instead of a
+detector failing hours later. A `defaults:` block is merged under every
+model, so a fleet shares one policy and a model states only what differs.
+
+Overrides resolve like Evidently's: the feature's own method and threshold,
+then the model's per-type choice, then the model's global method, then the
+default rule in `detectors.select` (which follows Evidently's).
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from detectors.methods.registry import METHODS, get_method
+from detectors.summaries import ColumnType
+from driftline.durations import parse_duration
+from driftline.names import validate_identifier
+from driftline.yamlfile import ConfigError, FieldError, LocatedYaml, describe_validation_error, load_yaml
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Identifier = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]
+
+PREDICTION_COLUMN = "__prediction__"
+TARGET_COLUMN = "__target__"
+
+
+class UnknownModel(KeyError):
+    """A model name that the registry does not define."""
+
+
+class Task(StrEnum):
+    BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
+    REGRESSION = "regression"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_method(method: str | None, threshold: float | None, column_type: ColumnType | None, where: str) -> None:
+    if method is None:
+        if threshold is not None and not 0 < threshold:
+            raise ValueError(f"{where}threshold must be > 0, got {threshold}")
+        return
+    try:
+        spec = get_method(method)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+    if column_type is not None and column_type not in spec.column_types:
+        allowed = ", ".join(sorted(t.value for t in spec.column_types))
+        raise ValueError(f"{where}method {method!r} does not apply to {column_type.value} columns (it takes {allowed})")
+    if threshold is not None:
+        if spec.kind == "p_value" and not 0 < threshold < 1:
+            raise ValueError(f"{where}threshold of {method!r} is a p-value and must be in (0, 1), got {threshold}")
+        if spec.kind == "distance" and not threshold > 0:
+            raise ValueError(f"{where}threshold of {method!r} is a distance and must be > 0, got {threshold}")
+
+
+class FeatureSpec(Strict):
+    """One input column of the model, read from the event's `features` map."""
+
+    type: ColumnType
+    method: str | None = Field(None, description="Drift method for this feature (overrides the model's).")
+    threshold: float | None = Field(None, description="Threshold for this feature's method.")
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> "FeatureSpec":
+        _check_method(self.method, self.threshold, self.type, "")
+        return self
+
+
+def _feature_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class TypeMethods(Strict):
+    numeric: str | None = None
+    categorical: str | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> "TypeMethods":
+        _check_method(self.numeric, None, ColumnType.NUMERIC, "numeric: ")
+        _check_method(self.categorical, None, ColumnType.CATEGORICAL, "categorical: ")
+        return self
+
+
+class EffectSize(Strict):
+    """A distance that must also exceed its threshold before a significant p-value counts as drift."""
+
+    numeric: str = "wasserstein"
+    numeric_threshold: float = Field(0.1, gt=0)
+    categorical: str = "jensenshannon"
+    categorical_threshold: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _distances(self) -> "EffectSize":
+        for method, column_type in ((self.numeric, ColumnType.NUMERIC), (self.categorical, ColumnType.CATEGORICAL)):
+            _check_method(method, None, column_type, f"{column_type.value}: ")
+            if get_method(method).kind != "distance":
+                raise ValueError(f"effect size method {method!r} is a p-value test; name a distance")
+        return self
+
+
+class DriftSpec(Strict):
+    method: str | None = Field(None, description="Method for every column of the model (below per-type and per-feature).")
+    methods: TypeMethods = Field(default_factory=TypeMethods, description="Method per column type.")
+    threshold: float | None = Field(None, description="Threshold for the model-wide method.")
+    share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of features drifts.")
+    correction: Literal["none", "bonferroni", "benjamini_hochberg"] = "none"
+    effect_size: EffectSize | None = Field(
+        None, description="Require a distance above its threshold as well as a significant p-value."
+    )
+    min_rows: int = Field(100, ge=1, description="Fewer rows in reference or current: `insufficient_data`.")
+    exact_max_rows: int = Field(
+        200_000, ge=0,
+        description="Up to this many rows per side, ECDF statistics are exact; above, they come from fine bins "
+        "(bounded memory). Anderson-Darling and Cramer-von Mises are always exact.",
+    )
+    prediction: bool = Field(True, description="Compute drift of the model's prediction.")
+    target: bool = Field(True, description="Compute drift of the labels (target drift).")
+
+    @model_validator(mode="after")
+    def _method_known(self) -> "DriftSpec":
+        _check_method(self.method, self.threshold, None, "")
+        return self
+
+
+class QualitySpec(Strict):
+    max_missing_share: float = Field(0.05, ge=0, le=1)
+    max_out_of_range_share: float = Field(0.05, ge=0, le=1)
+    max_unseen_share: float = Field(0.05, ge=0, le=1)
+    max_dead_letter_rate: float = Field(0.01, ge=0, le=1)
+    expected_rows: int | None = Field(None, ge=1, description="Rows expected per window; unset: the reference's rate.")
+    min_volume_ratio: float = Field(0.5, ge=0)
+    max_volume_ratio: float | None = Field(None, gt=0)
+
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
+
+
+class PerformanceSpec(Strict):
+    metrics: tuple[str, ...] | None = Field(None, description="Metrics to compute; default: all of the task's.")
+    max_drop: float = Field(0.05, ge=0, description="Degraded when worse than the baseline by more than this (absolute).")
+    min_rows: int = Field(100, ge=1, description="Fewer labelled rows: no verdict.")
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class ScheduleSpec(Strict):
+    interval: Duration | None = None
+    cron: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value, timezone=timezone.utc)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ScheduleSpec":
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of interval or cron")
+        if self.interval is not None and self.interval < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return self
+
+
+class RangeReference(Strict):
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RangeReference":
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a time zone (e.g. 2026-01-01T00:00:00Z)")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class RollingReference(Strict):
+    """Production data `offset` before the current window, e.g. 7d: the same hours last week."""
+
+    offset: Duration
+    length: Duration | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> "RollingReference":
+        if self.offset <= timedelta(0):
+            raise ValueError("offset must be positive")
+        if self.length is not None and self.length <= timedelta(0):
+            raise ValueError("length must be positive")
+        return self
+
+
+class ReferenceSpec(Strict):
+    upload: Identifier | None = Field(None, description="Name of a reference uploaded with `driftline reference upload`.")
+    range: RangeReference | None = None
+    rolling: RollingReference | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ReferenceSpec":
+        given = [k for k in ("upload", "range", "rolling") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of upload, range or rolling (got {', '.join(given) or 'none'})")
+        return self
+
+
+class ModelSpec(Strict):
+    name: Identifier
+    task: Task
+    owner: str | None = Field(None, description="Owning team; alerts and API scopes group by it.")
+    positive_label: str = Field("1", description="Binary tasks: the label that counts as positive.")
+    features: dict[Identifier, Annotated[FeatureSpec, BeforeValidator(_feature_shorthand)]]
+    segments: tuple[Identifier, ...] = Field((), description="Categorical features to slice results by.")
+    max_segments: int = Field(20, ge=1, le=1000, description="Most frequent segment values analysed per key.")
+    reference: ReferenceSpec
+    window: Duration = Field(timedelta(hours=1), description="Length of a detection window.")
+    schedule: ScheduleSpec | None = Field(None, description="When detection runs; default: every window.")
+    label_delay: Duration = Field(timedelta(0), description="How long labels take to arrive.")
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
+    performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
+
+    @field_validator("features")
+    @classmethod
+    def _some_features(cls, value: dict[str, FeatureSpec]) -> dict[str, FeatureSpec]:
+        if not value:
+            raise ValueError("a model needs at least one feature")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelSpec":
+        if self.window < timedelta(seconds=1):
+            raise FieldError(("window",), f"window must be at least 1s, got {self.window}")
+        if self.label_delay < timedelta(0):
+            raise FieldError(("label_delay",), "label_delay cannot be negative")
+        for i, key in enumerate(self.segments):
+            feature = self.features.get(key)
+            if feature is None:
+                raise FieldError(("segments", i), f"segment key {key!r} is not a feature of the model")
+            if feature.type is not ColumnType.CATEGORICAL:
+                raise FieldError(("segments", i), f"segment key {key!r} must be a categorical feature")
+        allowed = REGRESSION_METRICS if self.task is Task.REGRESSION else CLASSIFICATION_METRICS
+        for i, metric in enumerate(self.performance.metrics or ()):
+            if metric not in allowed:
+                raise FieldError(("performance", "metrics", i),
+                                 f"performance metric {metric!r} does not apply to {self.task.value}; use {', '.join(allowed)}")
+        if self.drift.method is not None:
+            for name, feature in self.features.items():
+                if feature.method is None and getattr(self.drift.methods, feature.type.value) is None:
+                    try:
+                        _check_method(self.drift.method, None, feature.type, f"feature {name!r}: ")
+                    except ValueError as exc:
+                        raise FieldError(("drift", "method"), str(exc)) from None
+        return self
+
+    @property
+    def schedule_or_default(self) -> ScheduleSpec:
+        return self.schedule or ScheduleSpec(interval=self.window)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        if self.performance.metrics:
+            return self.performance.metrics
+        if self.task is Task.REGRESSION:
+            return REGRESSION_METRICS
+        if self.task is Task.MULTICLASS:
+            return ("accuracy", "precision", "recall", "f1", "log_loss")
+        return CLASSIFICATION_METRICS
+
+    def method_override(self, column: str, column_type: ColumnType) -> tuple[str | None, float | None]:
+        """(method, threshold) configured for a column, or (None, None) for the default rule."""
+        feature = self.features.get(column)
+        if feature is not None and feature.method is not None:
+            return feature.method, feature.threshold
+        typed = getattr(self.drift.methods, column_type.value)
+        if typed is not None:
+            return typed, feature.threshold if feature is not None else None
+        if self.drift.method is not None:
+            return self.drift.method, self.drift.threshold
+        return None, feature.threshold if feature is not None else None
+
+
+class Registry(Strict):
+    models: tuple[ModelSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Registry":
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise FieldError(("models", len(seen)), f"model {model.name!r} is defined twice")
+            seen.add(model.name)
+        return self
+
+    def get(self, name: str) -> ModelSpec:
+        for model in self.models:
+            if model.name == name:
+                return model
+        known = ", ".join(m.name for m in self.models) or "none"
+        raise UnknownModel(f"unknown model {name!r} (registry has: {known})")
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = _merge(base[key], value) if key in base else value
+        return out
+    return copy.deepcopy(override)
+
+
+def registry_from_yaml(doc: LocatedYaml) -> Registry:
+    """Validate a parsed registry file model by model, so each error names its model and line."""
+    data = doc.data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{doc.where(())}: the registry must be a mapping with a `models:` list")
+    unknown = set(data) - {"defaults", "models"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"{doc.where((key,))}: unknown top-level key {key!r} (expected defaults, models)")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{doc.where(('defaults',))}: defaults must be a mapping")
+    raw_models = data.get("models") or []
+    if not isinstance(raw_models, list):
+        raise ConfigError(f"{doc.where(('models',))}: models must be a list")
+    problems: list[str] = []
+    models: list[ModelSpec] = []
+    for i, raw in enumerate(raw_models):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        context = f"model {name!r}: " if isinstance(name, str) else f"model #{i + 1}: "
+        if not isinstance(raw, dict):
+            problems.append(f"{doc.where(('models', i))}: {context}each model must be a mapping")
+            continue
+        try:
+            models.append(ModelSpec.model_validate(_merge(defaults, raw)))
+        except ValidationError as exc:
+            problems.append(describe_validation_error(doc, exc, prefix=("models", i), context=context, fallback=("defaults",)))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    try:
+        return Registry(models=tuple(models))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(doc, exc)) from None
+
+
+def load_registry(path: Path) -> Registry:
+    """The registry in `path`; `ConfigError` with every problem found, each with its line."""
+    return registry_from_yaml(load_yaml(path))
+
+
+def method_names() -> list[str]:
+    return sorted(METHODS)
