@@ -7,17 +7,23 @@ Subcommands:
   db status     schema version and row counts
   db query SQL  run a read-only query and print the rows (embedded: only while no other process holds the store)
   config        the configuration table, with the values in effect
+  detect        run detectors once: each model's latest window, or a backfill over --start/--end
+  reference     upload a training sample as a model's reference (CSV or Parquet)
+  report        an Evidently HTML drift report for a model and window
+  models check  validate the model registry and print what it defines
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
@@ -25,6 +31,7 @@ from pydantic import ValidationError
 from driftline.config import Settings, load_settings
 from driftline.logs import setup_logging
 from driftline.store import StoreError, connect, migrate, schema_version
+from driftline.yamlfile import ConfigError
 
 log = logging.getLogger("driftline")
 
@@ -118,24 +125,47 @@ def cmd_up(args: argparse.Namespace) -> int:
         broker = LocalBroker(settings.local_broker_host, settings.local_broker_port).start()
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
+    scheduler = None
     try:
         collector = Collector(settings, stop_event=stop)
+        scheduler = _start_detectors(settings)
         tune_gc_for_throughput()
-        _print_banner(settings, local_broker=broker is not None)
+        _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0)
         return 0 if collector.run() else 1
     finally:
+        if scheduler is not None:
+            scheduler.stop(wait=False)
         if broker is not None:
             broker.stop()
 
 
-def _print_banner(settings: Settings, *, local_broker: bool) -> None:
+def _start_detectors(settings: Settings):  # type: ignore[no-untyped-def]
+    """The detector scheduler, if a model registry exists (an invalid one stops start-up)."""
+    from detectors.schedule import DetectorScheduler
+
+    if not settings.models_file.exists():
+        log.info("no model registry; detectors idle until one exists", extra={"models_file": str(settings.models_file)})
+        return None
+    registry = _registry(settings)
+    scheduler = DetectorScheduler(
+        registry, lambda: connect(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
+        catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,
+    )
+    scheduler.start()
+    return scheduler
+
+
+def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0) -> None:
     where = "local broker (in-memory, stops with this process)" if local_broker else "Kafka"
+    detectors = (f"{models} model(s) from {settings.models_file}" if models
+                 else f"idle (no registry at {settings.models_file})")
     print(
         f"Driftline is up.\n"
         f"  Kafka bootstrap servers : {settings.kafka_bootstrap_servers}   [{where}]\n"
         f"  topics                  : predictions={settings.topic_predictions} labels={settings.topic_labels} "
         f"metrics={settings.topic_metrics}\n"
         f"  ClickHouse              : {settings.redacted_clickhouse_url()} (database {settings.database})\n"
+        f"  detectors               : {detectors}\n"
         f"Send a first event:  driftline send-example --bootstrap-servers {settings.kafka_bootstrap_servers}\n"
         f"Stop with Ctrl-C; then `driftline db status` shows what was stored.",
         flush=True,
@@ -168,6 +198,89 @@ def cmd_send_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry(settings: Settings, path: str | None = None):  # type: ignore[no-untyped-def]
+    from detectors.config import load_registry
+
+    return load_registry(Path(path) if path else settings.models_file)
+
+
+def _models(registry, names: list[str] | None):  # type: ignore[no-untyped-def]
+    return [registry.get(n) for n in names] if names else list(registry.models)
+
+
+def _timestamp(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-11-01T00:00Z, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def cmd_models_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    registry = _registry(settings, args.models_file)
+    for model in registry.models:
+        print(json.dumps({"model": model.name, "task": model.task.value, "features": len(model.features),
+                          "window": str(model.window), "segments": list(model.segments)}))
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from detectors.backfill import detect
+
+    settings = _settings(args)
+    registry = _registry(settings, args.models_file)
+    if (args.start is None) != (args.end is None):
+        print("driftline detect: give both --start and --end, or neither", file=sys.stderr)
+        return 2
+    if args.start is not None and args.end <= args.start:
+        print("driftline detect: --end must be after --start", file=sys.stderr)
+        return 2
+    client = connect(settings)
+    migrate(client)
+    stages = ("drift", "performance") if args.stage == "all" else (args.stage,)
+    results = detect(client, _models(registry, args.model), stages=stages, start=args.start, end=args.end,
+                     grace=dt.timedelta(seconds=settings.detector_grace_seconds), trigger="backfill" if args.start else "manual",
+                     show_progress=not args.quiet)
+    for r in results:
+        print(json.dumps({"model": r.model, "stage": r.stage, "window_start": r.window.start.isoformat(),
+                          "window_end": r.window.end.isoformat(), "status": r.status,
+                          "duration_s": round(r.duration_s, 3), "dataset_drifted": r.dataset_drifted,
+                          "drifted": r.drifted_columns, "failed_checks": r.failed_checks,
+                          "degraded": r.degraded_metrics, **({"error": r.error} if r.error else {})}))
+    return 1 if any(r.status == "error" for r in results) else 0
+
+
+def cmd_reference_upload(args: argparse.Namespace) -> int:
+    from detectors.reference import ReferenceError, upload
+
+    settings = _settings(args)
+    registry = _registry(settings, args.models_file)
+    model = registry.get(args.model)
+    client = connect(settings)
+    migrate(client)
+    try:
+        result = upload(client, model, args.name, Path(args.file), prediction_column=args.prediction_column,
+                        label_column=args.label_column, show_progress=not args.quiet)
+    except ReferenceError as exc:
+        print(f"driftline reference upload: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"model": result.model, "reference": result.reference, "rows": result.rows}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from detectors.report import write_report
+
+    settings = _settings(args)
+    registry = _registry(settings, args.models_file)
+    model = registry.get(args.model)
+    client = connect(settings)
+    path = write_report(client, model, start=args.start, end=args.end, out=Path(args.out), sample_rows=args.sample_rows)
+    print(json.dumps({"model": model.name, "report": str(path)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftline", description="Model monitoring and drift detection.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -189,6 +302,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the configuration in effect and what each setting does")
     common(p, kafka=True)
     p.set_defaults(func=cmd_config)
+
+    def registry_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--models-file", help="the model registry (default: DRIFTLINE_MODELS_FILE or models.yaml)")
+
+    models = sub.add_parser("models", help="model registry commands").add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND")
+    p = models.add_parser("check", help="validate the model registry and list its models")
+    common(p)
+    registry_arg(p)
+    p.set_defaults(func=cmd_models_check)
+
+    p = sub.add_parser("detect", help="run detectors once (latest complete window), or backfill --start/--end")
+    common(p)
+    registry_arg(p)
+    p.add_argument("--model", action="append", help="a model to detect (repeatable; default: all)")
+    p.add_argument("--stage", choices=["drift", "performance", "all"], default="all",
+                   help="drift (with data quality), performance, or all (default)")
+    p.add_argument("--start", type=_timestamp, help="backfill from this time (ISO 8601, UTC if no zone)")
+    p.add_argument("--end", type=_timestamp, help="backfill up to this time")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_detect)
+
+    ref = sub.add_parser("reference", help="reference data commands").add_subparsers(dest="reference_command", required=True, metavar="REFERENCE_COMMAND")
+    p = ref.add_parser("upload", help="upload a training sample (CSV or Parquet) as a model's reference")
+    common(p)
+    registry_arg(p)
+    p.add_argument("--model", required=True, help="the model (as named in the registry)")
+    p.add_argument("--name", required=True, help="the reference's name, as the registry's `reference: upload:` names it")
+    p.add_argument("--prediction-column", default="prediction", help="column with the model's output (optional in the file)")
+    p.add_argument("--label-column", default="label", help="column with the true label (optional in the file)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("file", help="a .csv, .tsv or .parquet file with one column per feature")
+    p.set_defaults(func=cmd_reference_upload)
+
+    p = sub.add_parser("report", help="write an Evidently HTML drift report for a model and window")
+    common(p)
+    registry_arg(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--start", type=_timestamp, help="window start (default: the latest complete window)")
+    p.add_argument("--end", type=_timestamp, help="window end")
+    p.add_argument("--out", default="drift-report.html", help="output file (default drift-report.html)")
+    p.add_argument("--sample-rows", type=int, default=50_000, help="rows sampled per side (default 50000)")
+    p.set_defaults(func=cmd_report)
 
     db = sub.add_parser("db", help="schema and store commands").add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     p = db.add_parser("migrate", help="create or upgrade the schema (idempotent)")
@@ -217,13 +372,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"driftline: {exc}", file=sys.stderr)
         return 3
+    except ConfigError as exc:
+        print(f"driftline: invalid model registry:\n{exc}", file=sys.stderr)
+        return 2
     except DatabaseError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"driftline: ClickHouse refused the query: {reason}", file=sys.stderr)
         return 2
     except Exception as exc:
         from collector.local_broker import BrokerUnavailable
+        from detectors.config import UnknownModel
 
+        if isinstance(exc, UnknownModel):
+            print(f"driftline: {exc.args[0]}", file=sys.stderr)
+            return 2
         if isinstance(exc, BrokerUnavailable):
             print(f"driftline: {exc}", file=sys.stderr)
             return 4

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     local_broker_partitions: int = Field(
         3, ge=1, le=256, description="Partitions per topic that `up` creates on its local broker."
     )
+    models_file: Path = Field(
+        Path("models.yaml"),
+        description="The model registry (YAML): models, features, references, windows, schedules, thresholds. "
+        "Missing: the collector runs and the detectors wait for a registry.",
+    )
+    detector_grace_seconds: float = Field(
+        30.0, ge=0, description="A window is detected this long after it ends, so late-arriving events are in."
+    )
+    detector_catchup_windows: int = Field(
+        24, ge=1, le=10_000, description="How many past windows a scheduled run looks back for missed ones."
+    )
+    detector_workers: int = Field(2, ge=1, le=64, description="Models detected in parallel by the scheduler.")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`json` (one object per line), `text`, or `auto`: text on a terminal, JSON otherwise."
     )

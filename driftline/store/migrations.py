@@ -217,6 +217,133 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+RESULT_KEY = """
+                model LowCardinality(String),
+                model_version LowCardinality(String),
+                segment String,
+                window_start DateTime64(3, 'UTC'),
+                window_end DateTime64(3, 'UTC'),"""
+
+RESULT_TAIL = """
+                run_id UUID,
+                computed_at DateTime64(3, 'UTC') DEFAULT now64(3)"""
+
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        2,
+        "detectors: references, drift/quality/performance results, detector runs",
+        (
+            # An uploaded reference (a training sample) is stored like predictions, with its label inline.
+            """CREATE TABLE IF NOT EXISTS reference_rows (
+                model LowCardinality(String),
+                reference LowCardinality(String),
+                row UInt64,
+                features Map(String, Variant(Float64, String)),
+                prediction Variant(Float64, String),
+                proba Map(String, Float64),
+                label Variant(Float64, String),
+                uploaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = MergeTree
+            ORDER BY (model, reference, row)
+            SETTINGS map_serialization_version = 'with_buckets',
+                     map_buckets_strategy = 'sqrt',
+                     max_buckets_in_map = 32,
+                     map_buckets_min_avg_size = 1""",
+            # Uploads arrive typed by the registry (numbers and categories in separate maps), so a
+            # category "10115" stays a string; the view builds the Variant values.
+            """CREATE TABLE IF NOT EXISTS reference_ingest (
+                model String,
+                reference String,
+                row UInt64,
+                numbers Map(String, Float64),
+                categories Map(String, String),
+                prediction_number Nullable(Float64),
+                prediction_category Nullable(String),
+                proba Map(String, Float64),
+                label_number Nullable(Float64),
+                label_category Nullable(String)
+            ) ENGINE = Null""",
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS reference_ingest_mv TO reference_rows AS
+            SELECT model, reference, row,
+                   mapConcat(mapApply((k, v) -> (k, CAST(v AS {NUMBER_OR_STRING})), numbers),
+                             mapApply((k, v) -> (k, CAST(v AS {NUMBER_OR_STRING})), categories)) AS features,
+                   if(prediction_category IS NOT NULL, CAST(prediction_category AS {NUMBER_OR_STRING}),
+                      CAST(prediction_number AS {NUMBER_OR_STRING})) AS prediction,
+                   proba,
+                   if(label_category IS NOT NULL, CAST(label_category AS {NUMBER_OR_STRING}),
+                      CAST(label_number AS {NUMBER_OR_STRING})) AS label
+            FROM reference_ingest
+            SETTINGS cast_string_to_variant_use_inference = 0""",
+            # Results are ReplacingMergeTrees keyed on the window: recomputing a window replaces its
+            # rows (read with FINAL); the detector also deletes rows of an older run that the new one
+            # no longer produces (a feature removed from the registry).
+            f"""CREATE TABLE IF NOT EXISTS drift_results ({RESULT_KEY}
+                column String,
+                column_role LowCardinality(String),
+                column_type LowCardinality(String),
+                method LowCardinality(String),
+                statistic Nullable(Float64),
+                p_value Nullable(Float64),
+                adjusted_p_value Nullable(Float64),
+                score Nullable(Float64),
+                threshold Float64,
+                effect_method LowCardinality(String),
+                effect_size Nullable(Float64),
+                effect_threshold Nullable(Float64),
+                drifted UInt8,
+                status LowCardinality(String),
+                exact UInt8,
+                reference_rows UInt64,
+                current_rows UInt64,{RESULT_TAIL}
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, segment, window_start, window_end, column_role, column)""",
+            f"""CREATE TABLE IF NOT EXISTS quality_results ({RESULT_KEY}
+                column String,
+                check LowCardinality(String),
+                value Nullable(Float64),
+                threshold Float64,
+                failed UInt8,
+                status LowCardinality(String),
+                rows UInt64,{RESULT_TAIL}
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, segment, window_start, window_end, check, column)""",
+            f"""CREATE TABLE IF NOT EXISTS performance_results ({RESULT_KEY}
+                metric LowCardinality(String),
+                value Nullable(Float64),
+                baseline Nullable(Float64),
+                ci_low Nullable(Float64),
+                ci_high Nullable(Float64),
+                max_drop Float64,
+                degraded UInt8,
+                status LowCardinality(String),
+                labelled_rows UInt64,
+                prediction_rows UInt64,{RESULT_TAIL}
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, segment, window_start, window_end, metric)""",
+            """CREATE TABLE IF NOT EXISTS detector_runs (
+                run_id UUID,
+                model LowCardinality(String),
+                stage LowCardinality(String),
+                window_start DateTime64(3, 'UTC'),
+                window_end DateTime64(3, 'UTC'),
+                trigger LowCardinality(String),
+                started_at DateTime64(3, 'UTC'),
+                finished_at DateTime64(3, 'UTC'),
+                duration_ms Float64,
+                rows_scanned UInt64,
+                status LowCardinality(String),
+                error String
+            ) ENGINE = MergeTree
+            PARTITION BY toYYYYMM(started_at)
+            ORDER BY (model, stage, window_start, started_at)""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":

@@ -1,0 +1,308 @@
+"""The SQL that turns a reference and a window into the summaries drift methods need.
+
+Nothing here pulls rows into Python. Per detection, ClickHouse runs:
+
+1. `profile`: one scan, every column at once: rows, non-null counts, min,
+   max, reference std, distinct counts (exact up to 20, estimated above).
+   Decides each column's method.
+2. `second_pass` (only when needed): for numeric columns whose ECDF
+   statistics come from fine bins, t-digest quantiles of both sides at 1/1024
+   steps, whose union is the fine bin edges (bounded memory); for Hellinger,
+   whose Sturges bins Evidently sizes by the pooled distinct count, that count.
+3. `histograms`: one scan, every column at once, `sumMap` per side of
+   category counts, Evidently's Sturges bins, the fine bins (`roundDown` to
+   the edges) and values outside the reference range. Memory grows with
+   bins and categories, never with rows.
+4. `exact_cdf` (only for numeric columns with ECDF methods under
+   `exact_max_rows`): per column, the pooled distinct values with per-side
+   counts, reduced with window functions to KS D, W1, the energy integral,
+   the Anderson-Darling and Cramer-von Mises sums. Memory grows with the
+   number of distinct values: this is the exact path, so it is bounded by
+   `exact_max_rows`.
+
+The formulas in (4) mirror `detectors.summaries.cdf_stats_from_arrays`;
+the integration tests hold both to scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from clickhouse_connect.driver.client import Client
+
+from detectors.sources import Column, Query
+from detectors.summaries import BinCounts, CategoryCounts, CdfStats, ColumnType, cdf_stats_from_bins, sturges_edges
+
+MAX_CATEGORIES = 10_000
+"""Above this many distinct values a categorical column is reported as an error, not summarised."""
+
+FEW_VALUES = 20
+"""Evidently bins a numeric column like a categorical one when the reference has at most this many values."""
+
+QUANTILE_LEVELS = tuple(i / 1024 for i in range(1, 1024))
+
+DETECTOR_SETTINGS = {"cast_string_to_variant_use_inference": 0}
+
+
+@dataclass
+class ColumnProfile:
+    column: Column
+    reference_rows: int = 0
+    current_rows: int = 0
+    reference_count: int = 0  # non-null
+    current_count: int = 0
+    reference_min: float | None = None
+    reference_max: float | None = None
+    current_min: float | None = None
+    current_max: float | None = None
+    reference_std: float | None = None
+    reference_distinct: int = 0  # exact up to FEW_VALUES, else FEW_VALUES + 1
+    pooled_distinct: int = 0  # exact up to FEW_VALUES, else FEW_VALUES + 1
+    pooled_distinct_estimate: int = 0  # HyperLogLog estimate, for the category cap
+
+    @property
+    def pooled_min(self) -> float:
+        return min(v for v in (self.reference_min, self.current_min) if v is not None)
+
+    @property
+    def pooled_max(self) -> float:
+        return max(v for v in (self.reference_max, self.current_max) if v is not None)
+
+
+@dataclass
+class Needs:
+    """Which summaries each column needs (decided from its profile and its methods)."""
+
+    counts: set[str] = field(default_factory=set)
+    bins: set[tuple[str, str]] = field(default_factory=set)  # (column, Sturges basis: pooled_rows | pooled_distinct)
+    fine_cdf: set[str] = field(default_factory=set)
+    exact_cdf: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Summaries:
+    counts: dict[str, CategoryCounts] = field(default_factory=dict)
+    bins: dict[tuple[str, str], BinCounts] = field(default_factory=dict)
+    cdf: dict[str, CdfStats] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)  # current values outside the reference range
+    rows_scanned: int = 0
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    out = float(value)
+    return None if math.isnan(out) else out
+
+
+def profile(client: Client, sides: str, q: Query, columns: list[Column]) -> tuple[dict[str, ColumnProfile], int, int]:
+    """Pass 1: per-column counts, ranges and distinct counts; returns (profiles, reference rows, current rows)."""
+    exprs = ["countIf(side = 0)", "countIf(side = 1)"]
+    for c in columns:
+        exprs.append(f"countIf({c.sql} IS NOT NULL AND side = 0)")
+        exprs.append(f"countIf({c.sql} IS NOT NULL AND side = 1)")
+        if c.type is ColumnType.NUMERIC:
+            exprs += [
+                f"minIf({c.sql}, side = 0)", f"maxIf({c.sql}, side = 0)",
+                f"minIf({c.sql}, side = 1)", f"maxIf({c.sql}, side = 1)",
+                f"stddevPopIf({c.sql}, side = 0)",
+            ]
+        exprs.append(f"uniqUpToIf({FEW_VALUES + 1})({c.sql}, side = 0)")
+        exprs.append(f"uniqUpTo({FEW_VALUES + 1})({c.sql})")
+        exprs.append(f"uniq({c.sql})")
+    row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
+                       settings=DETECTOR_SETTINGS).result_rows[0]
+    ref_rows, cur_rows = int(row[0]), int(row[1])
+    out: dict[str, ColumnProfile] = {}
+    i = 2
+    for c in columns:
+        p = ColumnProfile(c, ref_rows, cur_rows, int(row[i]), int(row[i + 1]))
+        i += 2
+        if c.type is ColumnType.NUMERIC:
+            p.reference_min, p.reference_max, p.current_min, p.current_max, p.reference_std = (
+                _float(v) for v in row[i : i + 5]
+            )
+            if p.reference_count == 0:
+                p.reference_min = p.reference_max = p.reference_std = None
+            if p.current_count == 0:
+                p.current_min = p.current_max = None
+            i += 5
+        p.reference_distinct, p.pooled_distinct, p.pooled_distinct_estimate = (int(v) for v in row[i : i + 3])
+        i += 3
+        out[c.name] = p
+    return out, ref_rows, cur_rows
+
+
+def bin_edges(p: ColumnProfile, basis: str, pooled_distinct_exact: dict[str, int]) -> np.ndarray:
+    """Evidently's Sturges edges for a column: from the pooled range and the pooled row or distinct count."""
+    count = p.reference_count + p.current_count if basis == "pooled_rows" else pooled_distinct_exact[p.column.name]
+    return sturges_edges(p.pooled_min, p.pooled_max, count)
+
+
+def _sturges_index(x: str, edges: str, k: int, lo: str, hi: str) -> str:
+    """np.histogram's bin index for equal-width bins, including its correction against the edge values."""
+    i0 = f"least(toInt64((({x}) - {lo}) / ({hi} - {lo}) * {k}), {k - 1})"
+    i1 = f"({i0} - toInt64(({x}) < arrayElement({edges}, {i0} + 1)))"
+    return f"({i1} + toInt64(({x}) >= arrayElement({edges}, {i1} + 2) AND {i1} != {k - 1}))"
+
+
+def second_pass(client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile], needs: Needs) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Pass 2 (only when needed): fine bin edges from both sides' t-digest quantiles and the pooled range, and
+    the exact pooled distinct count of columns whose Sturges bins are sized by it (Hellinger)."""
+    fine_names = sorted(needs.fine_cdf)
+    distinct_names = sorted({name for name, basis in needs.bins if basis == "pooled_distinct"})
+    if not fine_names and not distinct_names:
+        return {}, {}
+    levels = ", ".join(repr(v) for v in QUANTILE_LEVELS)
+    exprs = []
+    for name in fine_names:
+        x = profiles[name].column.sql
+        exprs += [f"quantilesTDigestIf({levels})({x}, side = 0)", f"quantilesTDigestIf({levels})({x}, side = 1)"]
+    exprs += [f"uniqExact({profiles[name].column.sql})" for name in distinct_names]
+    row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
+                       settings=DETECTOR_SETTINGS).result_rows[0]
+    fine = {}
+    for j, name in enumerate(fine_names):
+        p = profiles[name]
+        values = np.concatenate([np.asarray(row[2 * j], dtype=float), np.asarray(row[2 * j + 1], dtype=float),
+                                 [p.pooled_min, p.pooled_max]])
+        fine[name] = np.unique(values[np.isfinite(values)])
+    offset = 2 * len(fine_names)
+    distinct = {name: int(row[offset + j]) for j, name in enumerate(distinct_names)}
+    return fine, distinct
+
+
+def histograms(
+    client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile], needs: Needs,
+    fine: dict[str, np.ndarray], pooled_distinct_exact: dict[str, int], summaries: Summaries,
+) -> None:
+    """Pass 3: category counts, Sturges bins, fine bins and out-of-range counts, every column in one scan."""
+    exprs: list[str] = []
+    readers: list[Any] = []
+    for name, p in profiles.items():
+        x = p.column.sql
+        if name in needs.counts:
+            keys = f"[assumeNotNull({x})]"
+            exprs += [f"sumMapIf({keys}, [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
+                      f"sumMapIf({keys}, [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
+            readers.append(("counts", name))
+        for basis in sorted(b for n, b in needs.bins if n == name):
+            edges = bin_edges(p, basis, pooled_distinct_exact)
+            k = len(edges) - 1
+            e = q.param([float(v) for v in edges], "Array(Float64)", "e")
+            lo, hi = q.param(float(edges[0]), "Float64", "lo"), q.param(float(edges[-1]), "Float64", "hi")
+            idx = _sturges_index(f"assumeNotNull({x})", e, k, lo, hi)
+            exprs += [f"sumMapIf([{idx}], [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
+                      f"sumMapIf([{idx}], [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
+            readers.append(("bins", name, edges, basis))
+        if name in needs.fine_cdf:
+            edges = fine[name]
+            e = q.param([float(v) for v in edges], "Array(Float64)", "e")
+            key = f"[roundDown(assumeNotNull({x}), {e})]"
+            exprs += [f"sumMapIf({key}, [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
+                      f"sumMapIf({key}, [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
+            readers.append(("fine", name, edges))
+        if p.column.type is ColumnType.NUMERIC and p.reference_min is not None:
+            lo, hi = q.param(p.reference_min, "Float64", "lo"), q.param(p.reference_max, "Float64", "hi")
+            exprs.append(f"countIf(side = 1 AND ({x} < {lo} OR {x} > {hi}))")
+            readers.append(("range", name))
+    if not exprs:
+        return
+    row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
+                       settings=DETECTOR_SETTINGS).result_rows[0]
+    i = 0
+    for reader in readers:
+        kind, name = reader[0], reader[1]
+        if kind == "range":
+            summaries.out_of_range[name] = int(row[i])
+            i += 1
+            continue
+        ref, cur = row[i], row[i + 1]
+        i += 2
+        if kind == "counts":
+            summaries.counts[name] = CategoryCounts(_as_dict(ref), _as_dict(cur))
+        elif kind == "bins":
+            edges = reader[2]
+            summaries.bins[(name, reader[3])] = BinCounts(edges, _dense(ref, len(edges) - 1), _dense(cur, len(edges) - 1))
+        else:
+            edges = reader[2]
+            p = profiles[name]
+            ref_counts, cur_counts = _fine(ref, edges), _fine(cur, edges)
+            summaries.cdf[name] = cdf_stats_from_bins(edges, ref_counts, cur_counts, p.reference_std or 0.0)
+
+
+def _as_dict(sum_map: Any) -> dict[Any, int]:
+    keys, values = sum_map
+    return {k: int(v) for k, v in zip(keys, values, strict=True)}
+
+
+def _dense(sum_map: Any, k: int) -> np.ndarray:
+    out = np.zeros(k, dtype=np.int64)
+    for key, value in zip(*sum_map, strict=True):
+        out[int(key)] += int(value)
+    return out
+
+
+def _fine(sum_map: Any, edges: np.ndarray) -> np.ndarray:
+    """Counts per fine bin [edges[i], edges[i+1]) (the last bin closed), from roundDown keys."""
+    k = len(edges) - 1
+    out = np.zeros(max(k, 1), dtype=np.int64)
+    keys, values = sum_map
+    if len(keys):
+        index = np.searchsorted(edges, np.asarray(keys, dtype=float), side="left")
+        np.add.at(out, np.clip(index, 0, max(k - 1, 0)), np.asarray(values, dtype=np.int64))
+    return out
+
+
+EXACT_CDF_SQL = """
+SELECT
+    max(d) AS ks_d,
+    sum(d * dz) AS w1,
+    sum(d * d * dz) AS l2,
+    sum(ad_term) * (any(big_n) - 1) / any(big_n) AS ad_a2kn,
+    any(n) * sum(cvm_ref) + any(m) * sum(cvm_cur) AS cvm_u,
+    any(n) AS ref_count, any(m) AS cur_count
+FROM (
+    SELECT
+        d, dz, big_n, n, m,
+        l / big_n * (pow(big_n * (ca - a / 2) - bj * n, 2) / n + pow(big_n * (cb - b / 2) - bj * m, 2) / m)
+            / (bj * (big_n - bj) - big_n * l / 4) AS ad_term,
+        a * pow(rank - (ca - a), 2) - (rank - (ca - a)) * a * (a + 1) + a * (a + 1) * (2 * a + 1) / 6 AS cvm_ref,
+        b * pow(rank - (cb - b), 2) - (rank - (cb - b)) * b * (b + 1) + b * (b + 1) * (2 * b + 1) / 6 AS cvm_cur
+    FROM (
+        SELECT *, abs(ca / n - cb / m) AS d, n + m AS big_n, a + b AS l,
+               (ca + cb - a - b) + (a + b) / 2 AS bj,
+               (ca + cb - a - b) + (a + b + 1) / 2 AS rank
+        FROM (
+            SELECT z, a, b,
+                   sum(a) OVER (ORDER BY z ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ca,
+                   sum(b) OVER (ORDER BY z ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cb,
+                   sum(a) OVER () AS n, sum(b) OVER () AS m,
+                   leadInFrame(z, 1, z) OVER (ORDER BY z ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) - z AS dz
+            FROM (
+                SELECT toFloat64(x) AS z, toFloat64(countIf(side = 0)) AS a, toFloat64(countIf(side = 1)) AS b
+                FROM (SELECT side, {x} AS x FROM {sides}) WHERE x IS NOT NULL
+                GROUP BY z
+            )
+        )
+    )
+)
+"""
+
+
+def exact_cdf(client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile], names: set[str],
+              summaries: Summaries) -> None:
+    """Pass 4: exact ECDF statistics, one query per column (memory grows with its distinct values)."""
+    for name in sorted(names):
+        p = profiles[name]
+        sql = EXACT_CDF_SQL.replace("{x}", p.column.sql).replace("{sides}", sides)
+        row = client.query(sql, parameters=q.parameters, settings=DETECTOR_SETTINGS).result_rows[0]
+        ks_d, w1, l2, ad, cvm, n, m = row
+        summaries.cdf[name] = CdfStats(
+            n=int(n), m=int(m), ks_d=float(ks_d), w1=float(w1), l2=float(l2),
+            ad_a2kn=_float(ad), cvm_u=_float(cvm), ref_std=p.reference_std or 0.0, exact=True,
+        )
+        summaries.rows_scanned += p.reference_rows + p.current_rows

@@ -1,0 +1,77 @@
+"""`driftline report`: Evidently's HTML drift report for a model and window, for ML owners.
+
+Evidently needs the rows in pandas, so the report works on a bounded,
+deterministic sample of each side (rows ordered by a hash of the row, the
+first `sample_rows` kept): memory is bounded however large the window is, and
+the same window always gives the same report. The verdicts Driftline stores
+come from the full window (`drift_results`); the report is for looking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import timezone
+from pathlib import Path
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from detectors.aggregates import DETECTOR_SETTINGS
+from detectors.config import ModelSpec
+from detectors.schedule import window_containing
+from detectors.sources import ALL_ROWS, Query, Window, columns_for, production_rows, reference_rows
+from detectors.summaries import ColumnType
+
+MAX_SAMPLE_ROWS = 1_000_000
+
+
+def latest_window(model: ModelSpec, now: dt.datetime | None = None) -> Window:
+    now = now or dt.datetime.now(timezone.utc)
+    current = window_containing(now, model.window)
+    return Window(current.start - model.window, current.start)
+
+
+def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reference, current) samples with one column per feature, typed by the registry."""
+    if not 1 <= sample_rows <= MAX_SAMPLE_ROWS:
+        raise ValueError(f"sample_rows must be between 1 and {MAX_SAMPLE_ROWS}, got {sample_rows}")
+    frames = []
+    for side in (reference_rows, production_rows):
+        q = Query()
+        rows = side(model, window, ALL_ROWS, q, with_labels=False)
+        columns = columns_for(model, q, prediction=True, target=False)
+        select = ", ".join(f"{c.sql} AS `c{i}`" for i, c in enumerate(columns))
+        frame = client.query_df(
+            f"SELECT {select} FROM ({rows}) ORDER BY cityHash64(features, prediction) LIMIT {int(sample_rows)}",
+            parameters=q.parameters, settings=DETECTOR_SETTINGS,
+        )
+        frame.columns = [c.name for c in columns]
+        frames.append(frame)
+    return frames[0], frames[1]
+
+
+def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None, end: dt.datetime | None,
+                 out: Path, sample_rows: int = 50_000) -> Path:
+    """Render the report to `out` (HTML). Raises ValueError when a side has no rows."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    window = Window(start, end) if start is not None and end is not None else latest_window(model)
+    reference, current = sample_frames(client, model, window, sample_rows)
+    if reference.empty or current.empty:
+        empty = "reference" if reference.empty else "current window"
+        raise ValueError(f"model {model.name!r}: the {empty} has no rows for {window}; nothing to report")
+    numeric = [n for n, f in model.features.items() if f.type is ColumnType.NUMERIC]
+    categorical = [n for n, f in model.features.items() if f.type is ColumnType.CATEGORICAL]
+    prediction = [c for c in reference.columns if c not in model.features]
+    if prediction:
+        (numeric if reference[prediction[0]].dtype.kind == "f" else categorical).append(prediction[0])
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    snapshot = Report([DataDriftPreset()]).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+        name=f"{model.name} {window}",
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(out))
+    return out

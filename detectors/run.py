@@ -1,0 +1,169 @@
+"""One detection: a model, a window, a stage; every segment; results written and the run recorded.
+
+Stages: `drift` computes drift and data quality (they share the same scans);
+`performance` computes the metrics once the label delay has passed. A run
+that fails is recorded with its error and status `error`; it never raises
+past `run_stage`, so one broken model cannot stop the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+
+from detectors import aggregates, drift, performance, quality
+from detectors.config import ModelSpec
+from detectors.results import (
+    DRIFT_COLUMNS,
+    PERFORMANCE_COLUMNS,
+    QUALITY_COLUMNS,
+    ResultKey,
+    drift_rows,
+    performance_rows,
+    quality_rows,
+    record_run,
+    replace_window,
+)
+from detectors.sources import ALL_ROWS, TS, Query, Segment, Window, columns_for, sides_sql, value_sql
+from detectors.summaries import ColumnType
+
+log = logging.getLogger(__name__)
+
+STAGES = ("drift", "performance")
+
+
+@dataclass
+class RunResult:
+    model: str
+    stage: str
+    window: Window
+    status: str  # ok | no_data | insufficient_data (performance: too few labels yet) | error
+    run_id: uuid.UUID
+    duration_s: float
+    rows_scanned: int = 0
+    drifted_columns: list[str] = field(default_factory=list)
+    dataset_drifted: bool = False
+    failed_checks: list[str] = field(default_factory=list)
+    degraded_metrics: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def _model_version(client: Client, model: ModelSpec, window: Window) -> str:
+    rows = client.query(
+        f"SELECT model_version, count() AS c FROM predictions WHERE model = {{m:String}} "
+        f"AND ts >= {{s:{TS}}} AND ts < {{e:{TS}}} GROUP BY model_version ORDER BY c DESC, model_version LIMIT 1",
+        parameters={"m": model.name, "s": window.start, "e": window.end},
+    ).result_rows
+    return str(rows[0][0]) if rows else ""
+
+
+def segments_of(client: Client, model: ModelSpec, window: Window) -> list[Segment]:
+    """All rows, then the most frequent values of each segment key in the window."""
+    out = [ALL_ROWS]
+    for key in model.segments:
+        q = Query()
+        value = value_sql(f"features[{q.param(key, 'String', 'k')}]", ColumnType.CATEGORICAL)
+        rows = client.query(
+            f"SELECT {value} AS v, count() AS c FROM predictions WHERE model = {q.param(model.name, 'String', 'm')} "
+            f"AND ts >= {q.param(window.start, TS, 't')} AND ts < {q.param(window.end, TS, 't')} AND v IS NOT NULL "
+            f"GROUP BY v ORDER BY c DESC, v LIMIT {int(model.max_segments)}",
+            parameters=q.parameters,
+        ).result_rows
+        out += [Segment(key, str(v)) for v, _ in rows]
+    return out
+
+
+def _expected_rows(model: ModelSpec, window: Window, reference_rows: int) -> float | None:
+    """The reference's rate scaled to the window, when the reference is a time range of production data."""
+    ref = model.reference
+    if ref.range is not None:
+        length = (ref.range.end - ref.range.start).total_seconds()
+    elif ref.rolling is not None:
+        length = (ref.rolling.length or (window.end - window.start)).total_seconds()
+    else:
+        return None
+    return reference_rows * (window.end - window.start).total_seconds() / length if reference_rows else None
+
+
+def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Segment, result: RunResult) -> tuple[drift.DriftOutcome, list[quality.QualityRow]]:
+    q = Query()
+    with_labels = model.drift.target
+    sides = sides_sql(model, window, segment, q, with_labels=with_labels)
+    columns = columns_for(model, q, prediction=model.drift.prediction, target=model.drift.target)
+    profiles, ref_rows, cur_rows = aggregates.profile(client, sides, q, columns)
+    summaries = aggregates.Summaries(rows_scanned=ref_rows + cur_rows)
+    plans = drift.plan_columns(model, profiles)
+    needs = drift.needs_of(model, plans)
+    if cur_rows and ref_rows:
+        fine, distinct = aggregates.second_pass(client, sides, q, profiles, needs)
+        summaries.rows_scanned += (ref_rows + cur_rows) * (bool(fine or distinct) + 1)
+        aggregates.histograms(client, sides, q, profiles, needs, fine, distinct, summaries)
+        aggregates.exact_cdf(client, sides, q, profiles, needs.exact_cdf, summaries)
+    outcome = drift.score_columns(model, plans, summaries)
+    checks = quality.column_checks(model, profiles, summaries)
+    if segment == ALL_ROWS:
+        checks += quality.model_checks(client, model, window, cur_rows, _expected_rows(model, window, ref_rows))
+    result.rows_scanned += summaries.rows_scanned
+    return outcome, checks
+
+
+def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, trigger: str = "manual") -> RunResult:
+    """Compute and store one stage of one window; errors are recorded and returned, not raised."""
+    run_id = uuid.uuid4()
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    result = RunResult(model.name, stage, window, "ok", run_id, 0.0)
+    try:
+        version = _model_version(client, model, window)
+        segments = segments_of(client, model, window)
+        if stage == "drift":
+            drift_out: list[list[object]] = []
+            quality_out: list[list[object]] = []
+            for segment in segments:
+                key = ResultKey(model.name, version, segment.label, window, run_id)
+                outcome, checks = _drift_segment(client, model, window, segment, result)
+                drift_out += drift_rows(key, outcome)
+                quality_out += quality_rows(key, checks)
+                if segment == ALL_ROWS:
+                    result.drifted_columns = [r.column for r in outcome.columns if r.drifted]
+                    result.dataset_drifted = bool(outcome.dataset and outcome.dataset.drifted)
+                    result.failed_checks = [f"{c.check}:{c.column}" if c.column else c.check for c in checks if c.failed]
+                    if outcome.dataset is not None and outcome.dataset.status == "no_data":
+                        result.status = "no_data"
+            replace_window(client, "drift_results", DRIFT_COLUMNS, drift_out, model.name, window, run_id)
+            replace_window(client, "quality_results", QUALITY_COLUMNS, quality_out, model.name, window, run_id)
+        elif stage == "performance":
+            perf_out: list[list[object]] = []
+            for segment in segments:
+                q = Query()
+                sides = sides_sql(model, window, segment, q, with_labels=True)
+                rows = performance.compute(client, model, sides, q)
+                perf_out += performance_rows(ResultKey(model.name, version, segment.label, window, run_id), rows)
+                if segment == ALL_ROWS:
+                    result.degraded_metrics = [r.metric for r in rows if r.degraded]
+                    if rows and all(r.status == "no_data" for r in rows):
+                        result.status = "no_data"
+                    elif rows and all(r.status == "insufficient_data" for r in rows):
+                        result.status = "insufficient_data"  # labels may still come: the scheduler retries
+            replace_window(client, "performance_results", PERFORMANCE_COLUMNS, perf_out, model.name, window, run_id)
+        else:
+            raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+    except Exception as exc:  # a failing model is recorded, never fatal for the scheduler
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        result.status, result.error = "error", f"{type(exc).__name__}: {first_line}"[:500]
+        log.exception("detector run failed", extra={"model": model.name, "stage": stage, "window": str(window)})
+    result.duration_s = time.perf_counter() - t0
+    try:
+        record_run(client, run_id=run_id, model=model.name, stage=stage, window=window, trigger=trigger,
+                   started_at=started, rows_scanned=result.rows_scanned, status=result.status, error=result.error)
+    except Exception:
+        log.exception("could not record the detector run", extra={"model": model.name, "stage": stage})
+    log.info("detector run", extra={"model": model.name, "stage": stage, "window": str(window),
+                                    "status": result.status, "duration_s": round(result.duration_s, 3),
+                                    "drifted": result.drifted_columns, "degraded": result.degraded_metrics})
+    return result

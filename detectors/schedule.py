@@ -1,0 +1,136 @@
+"""When detection runs: per-model APScheduler jobs that catch up every window they missed.
+
+Windows are aligned to multiples of the model's window length since the Unix
+epoch (hourly windows start on the hour). Each tick of a model's job runs, in
+time order, every complete window of each stage that has no finished run yet,
+looking back at most `catchup_windows` windows: after downtime the missed
+windows are computed, and a window that failed is retried on the next tick.
+A model's job never overlaps itself (max_instances=1) and a failing model only
+records its failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta, timezone
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from clickhouse_connect.driver.client import Client
+
+from detectors.config import ModelSpec, Registry
+from detectors.run import RunResult, run_stage
+from detectors.sources import TS, Window
+
+log = logging.getLogger(__name__)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=timezone.utc)
+DONE = ("ok", "no_data")
+
+
+def window_containing(t: dt.datetime, length: timedelta) -> Window:
+    start = EPOCH + ((t - EPOCH) // length) * length
+    return Window(start, start + length)
+
+
+def windows_between(start: dt.datetime, end: dt.datetime, length: timedelta) -> Iterator[Window]:
+    """Aligned windows that overlap [start, end)."""
+    w = window_containing(start, length)
+    while w.start < end:
+        yield w
+        w = Window(w.end, w.end + length)
+
+
+def stage_horizon(model: ModelSpec, stage: str, now: dt.datetime, grace: timedelta) -> dt.datetime:
+    """Windows ending at or before this instant are complete for `stage`."""
+    delay = model.label_delay if stage == "performance" else timedelta(0)
+    return now - grace - delay
+
+
+def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, *, grace: timedelta,
+                catchup_windows: int) -> list[Window]:
+    """Complete windows of the look-back with no finished run of this stage, oldest first."""
+    horizon = stage_horizon(model, stage, now, grace)
+    last = window_containing(horizon, model.window)
+    if last.end > horizon:
+        last = Window(last.start - model.window, last.start)
+    first_start = last.start - model.window * (catchup_windows - 1)
+    candidates = list(windows_between(first_start, last.end, model.window))
+    done = {
+        row[0]
+        for row in client.query(
+            f"SELECT DISTINCT window_start FROM detector_runs WHERE model = {{m:String}} AND stage = {{st:String}} "
+            f"AND status IN ('ok', 'no_data') AND window_start >= {{s:{TS}}} AND window_end - window_start = {{len:Int64}}",
+            parameters={"m": model.name, "st": stage, "s": first_start,
+                        "len": int(model.window.total_seconds() * 1000)},
+        ).result_rows
+    }
+    done_starts = {d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d for d in done}
+    return [w for w in candidates if w.start not in done_starts]
+
+
+class DetectorScheduler:
+    """One job per model; `client_factory` gives each worker thread its own store client."""
+
+    def __init__(self, registry: Registry, client_factory: Callable[[], Client], *, grace: timedelta,
+                 catchup_windows: int, workers: int = 2,
+                 on_result: Callable[[RunResult], None] | None = None) -> None:
+        self.registry = registry
+        self._client_factory = client_factory
+        self._local = threading.local()
+        self.grace = grace
+        self.catchup_windows = catchup_windows
+        self.on_result = on_result
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+
+    def _client(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._client_factory()
+        return client
+
+    def tick(self, model: ModelSpec, now: dt.datetime | None = None) -> list[RunResult]:
+        """Run every due window of both stages for `model`."""
+        now = now or dt.datetime.now(timezone.utc)
+        client = self._client()
+        results = []
+        for stage in ("drift", "performance"):
+            try:
+                windows = due_windows(client, model, stage, now, grace=self.grace,
+                                      catchup_windows=self.catchup_windows)
+            except Exception:
+                log.exception("cannot list due windows", extra={"model": model.name, "stage": stage})
+                continue
+            for window in windows:
+                result = run_stage(client, model, window, stage, trigger="schedule")
+                results.append(result)
+                if self.on_result is not None:
+                    self.on_result(result)
+        return results
+
+    def start(self, *, run_now: bool = True) -> None:
+        for model in self.registry.models:
+            spec = model.schedule_or_default
+            if spec.cron is not None:
+                trigger = CronTrigger.from_crontab(spec.cron, timezone=timezone.utc)
+            else:
+                assert spec.interval is not None
+                trigger = IntervalTrigger(seconds=spec.interval.total_seconds(), timezone=timezone.utc)
+            kwargs = {"next_run_time": dt.datetime.now(timezone.utc)} if run_now else {}
+            self.scheduler.add_job(self.tick, trigger, args=[model], id=f"detect:{model.name}",
+                                   name=f"detect {model.name}", **kwargs)
+        self.scheduler.start()
+        log.info("detector scheduler started", extra={"models": [m.name for m in self.registry.models]})
+
+    def stop(self, wait: bool = True) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)

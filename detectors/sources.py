@@ -1,0 +1,167 @@
+"""Where the rows of a detection come from: the reference and the current window, as SQL.
+
+Every statistic is one query over `sides`: the reference rows (side 0) and
+the current window's rows (side 1), UNION ALL'd, so ClickHouse reads both in
+one scan and aggregates them with `-If(side = 0/1)` combinators. All values
+travel as query parameters; the only text pasted into SQL is what this
+module writes itself.
+
+The columns a detector can analyse are expressions over a row: a feature
+(`features[name]`), the model's prediction, or its label (target). A
+feature's expression reads the value as a number or as a category; a value
+of the other JSON type reads as NULL and is counted as missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from detectors.config import PREDICTION_COLUMN, TARGET_COLUMN, ModelSpec, Task
+from detectors.summaries import ColumnType
+
+TS = "DateTime64(3, 'UTC')"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds need a time zone")
+        if self.end <= self.start:
+            raise ValueError("window end must be after its start")
+
+    def shifted(self, by: timedelta) -> "Window":
+        return Window(self.start - by, self.end - by)
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One analysed column: its name in results, its role, its type and its SQL over a row."""
+
+    name: str
+    role: str  # feature | prediction | target
+    type: ColumnType
+    sql: str
+
+
+@dataclass
+class Query:
+    """SQL text and the parameters it needs; helpers add parameters under unique names."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def param(self, value: Any, type_: str, hint: str = "p") -> str:
+        name = f"{hint}{len(self.parameters)}"
+        self.parameters[name] = value
+        return f"{{{name}:{type_}}}"
+
+
+def value_sql(raw: str, column_type: ColumnType) -> str:
+    """A Variant(Float64, String) read as a number (numeric) or as a category string."""
+    if column_type is ColumnType.NUMERIC:
+        return f"variantElement({raw}, 'Float64')"
+    # A category sent as a JSON number (class 3) is the category "3".
+    return f"if(isNull({raw}), NULL, toString({raw}))"
+
+
+def columns_for(model: ModelSpec, q: Query, *, prediction: bool, target: bool) -> list[Column]:
+    """The features of `model` (in registry order), then prediction and target if asked for."""
+    out = []
+    for name, feature in model.features.items():
+        raw = f"features[{q.param(name, 'String', 'f')}]"
+        out.append(Column(name, "feature", feature.type, value_sql(raw, feature.type)))
+    output_type = ColumnType.NUMERIC if model.task is Task.REGRESSION else ColumnType.CATEGORICAL
+    if prediction:
+        out.append(Column(PREDICTION_COLUMN, "prediction", output_type, value_sql("prediction", output_type)))
+    if target:
+        out.append(Column(TARGET_COLUMN, "target", output_type, value_sql("label", output_type)))
+    return out
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A slice of the rows: a categorical feature equal to a value; the empty segment is all rows."""
+
+    key: str = ""
+    value: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.key}={self.value}" if self.key else ""
+
+
+ALL_ROWS = Segment()
+
+
+def _segment_filter(segment: Segment, q: Query) -> str:
+    if not segment.key:
+        return ""
+    key = q.param(segment.key, "String", "sk")
+    value = q.param(segment.value, "String", "sv")
+    return f" AND {value_sql(f'features[{key}]', ColumnType.CATEGORICAL)} = {value}"
+
+
+def labels_sql(q: Query, model_param: str, since: str) -> str:
+    """The latest label of each event of a model, for labels that arrived after `since`."""
+    return (
+        f"(SELECT event_id, argMax(label, ts) AS label FROM labels "
+        f"WHERE model = {model_param} AND ts >= {since} GROUP BY event_id)"
+    )
+
+
+def production_rows(
+    model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool
+) -> str:
+    """Predictions of `model` in `window` (and their labels, if any arrived)."""
+    model_p = q.param(model.name, "String", "m")
+    start = q.param(window.start, TS, "t")
+    end = q.param(window.end, TS, "t")
+    where = f"p.model = {model_p} AND p.ts >= {start} AND p.ts < {end}{_segment_filter(segment, q)}"
+    if with_labels:
+        return (
+            f"SELECT p.features AS features, p.prediction AS prediction, p.proba AS proba, l.label AS label "
+            f"FROM predictions AS p LEFT JOIN {labels_sql(q, model_p, start)} AS l ON l.event_id = p.event_id "
+            f"WHERE {where}"
+        )
+    return (
+        f"SELECT p.features AS features, p.prediction AS prediction, p.proba AS proba, "
+        f"CAST(NULL AS Variant(Float64, String)) AS label FROM predictions AS p WHERE {where}"
+    )
+
+
+def reference_rows(model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool) -> str:
+    """The reference of `model` for a current `window`: the uploaded sample or a fixed/rolling range."""
+    ref = model.reference
+    if ref.upload is not None:
+        model_p = q.param(model.name, "String", "m")
+        name_p = q.param(ref.upload, "String", "r")
+        return (
+            f"SELECT features, prediction, proba, label FROM reference_rows AS p "
+            f"WHERE model = {model_p} AND reference = {name_p}{_segment_filter(segment, q)}"
+        )
+    if ref.range is not None:
+        return production_rows(model, Window(ref.range.start, ref.range.end), segment, q, with_labels=with_labels)
+    assert ref.rolling is not None
+    length = ref.rolling.length or (window.end - window.start)
+    start = window.start - ref.rolling.offset
+    return production_rows(model, Window(start, start + length), segment, q, with_labels=with_labels)
+
+
+def sides_sql(model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool) -> str:
+    """Reference (side 0) and current (side 1) rows in one relation."""
+    ref = reference_rows(model, window, segment, q, with_labels=with_labels)
+    cur = production_rows(model, window, segment, q, with_labels=with_labels)
+    return (
+        f"(SELECT 0 AS side, features, prediction, proba, label FROM ({ref}) "
+        f"UNION ALL SELECT 1 AS side, features, prediction, proba, label FROM ({cur}))"
+    )
