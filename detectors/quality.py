@@ -29,6 +29,17 @@ class QualityRow:
     rows: int
 
 
+DEAD_LETTERS_SQL = r"""
+    SELECT count() FROM (
+        SELECT extract(raw, '"model"\\s*:\\s*"([^"\\\\]*)"') AS model,
+               parseDateTime64BestEffortOrNull(extract(raw, '"ts"\\s*:\\s*"([^"\\\\]*)"'), 3, 'UTC') AS event_ts,
+               coalesce(event_ts, received_at) AS at
+        FROM dead_letters
+    ) WHERE model = {m:String} AND at >= {s:DateTime64(3, 'UTC')} AND at < {e:DateTime64(3, 'UTC')}"""
+"""Dead letters of a model in a window. They failed to parse, so model and time are read with patterns that also
+work on broken JSON; the event's own `ts` places it in its window (backfills), else the time it was received."""
+
+
 def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -64,11 +75,8 @@ def model_checks(
 ) -> list[QualityRow]:
     """Dead-letter rate and volume; `expected_rows` comes from config or the reference's rate."""
     spec = model.quality
-    dead = int(client.query(
-        f"SELECT count() FROM dead_letters WHERE received_at >= {{s:{TS}}} AND received_at < {{e:{TS}}} "
-        "AND JSONExtractString(raw, 'model') = {m:String}",
-        parameters={"s": window.start, "e": window.end, "m": model.name}, settings=DETECTOR_SETTINGS,
-    ).result_rows[0][0])
+    dead = int(client.query(DEAD_LETTERS_SQL, parameters={"s": window.start, "e": window.end, "m": model.name},
+                            settings=DETECTOR_SETTINGS).result_rows[0][0])
     total = current_rows + dead
     out = [_row("", "dead_letter_rate", _share(dead, total), spec.max_dead_letter_rate, total)]
     expected = spec.expected_rows if spec.expected_rows is not None else expected_rows

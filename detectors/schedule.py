@@ -65,7 +65,8 @@ def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, 
         row[0]
         for row in client.query(
             f"SELECT DISTINCT window_start FROM detector_runs WHERE model = {{m:String}} AND stage = {{st:String}} "
-            f"AND status IN ('ok', 'no_data') AND window_start >= {{s:{TS}}} AND window_end - window_start = {{len:Int64}}",
+            f"AND status IN ('ok', 'no_data') AND window_start >= {{s:{TS}}} "
+            f"AND dateDiff('millisecond', window_start, window_end) = {{len:Int64}}",
             parameters={"m": model.name, "st": stage, "s": first_start,
                         "len": int(model.window.total_seconds() * 1000)},
         ).result_rows
