@@ -5,14 +5,16 @@ Nothing here pulls rows into Python. Per detection, ClickHouse runs:
 1. `profile`: one scan, every column at once: rows, non-null counts, min,
    max, reference std, distinct counts (exact up to 20, estimated above).
    Decides each column's method.
-2. `second_pass` (only when needed): for numeric columns whose ECDF
-   statistics come from fine bins, t-digest quantiles of both sides at 1/1024
-   steps, whose union is the fine bin edges (bounded memory); for Hellinger,
-   whose Sturges bins Evidently sizes by the pooled distinct count, that count.
-3. `histograms`: one scan, every column at once, `sumMap` per side of
-   category counts, Evidently's Sturges bins, the fine bins (`roundDown` to
-   the edges) and values outside the reference range. Memory grows with
-   bins and categories, never with rows.
+2. `histograms`: one scan, every column at once: category counts (`sumMap`),
+   Evidently's Sturges bins and, for ECDF statistics above `exact_max_rows`,
+   4,096 equal-width bins per side (`countResample` into fixed arrays), and
+   values outside the reference range. Memory grows with bins and
+   categories, never with rows. (`pooled_distinct_counts` runs before it
+   only for Hellinger, whose bins Evidently sizes by the distinct count.)
+3. `refine` (only for columns the equal-width bins cannot settle: a score
+   whose error bound straddles its threshold, heavy tails, or a method
+   without a bound): t-digest quantiles become extra edges and the counts are
+   taken again. Bounded memory.
 4. `exact_cdf` (only for numeric columns with ECDF methods under
    `exact_max_rows`): per column, the pooled distinct values with per-side
    counts, reduced with window functions to KS D, W1, the energy integral,
@@ -44,6 +46,12 @@ FEW_VALUES = 20
 
 QUANTILE_LEVELS = tuple(i / 1024 for i in range(1, 1024))
 
+FINE_BINS = 4096
+"""Equal-width bins per side for ECDF statistics above `exact_max_rows`."""
+
+LARGE_QUERY = {"max_query_size": 16 * 1024 * 1024}
+"""The refine pass inlines 1,023 quantile levels per column and side; ClickHouse's default limit is 256 KiB."""
+
 DETECTOR_SETTINGS = {"cast_string_to_variant_use_inference": 0}
 
 
@@ -61,7 +69,7 @@ class ColumnProfile:
     reference_std: float | None = None
     reference_distinct: int = 0  # exact up to FEW_VALUES, else FEW_VALUES + 1
     pooled_distinct: int = 0  # exact up to FEW_VALUES, else FEW_VALUES + 1
-    pooled_distinct_estimate: int = 0  # HyperLogLog estimate, for the category cap
+    pooled_distinct_estimate: int = 0  # HyperLogLog estimate, for the category cap (categorical columns only)
 
     @property
     def pooled_min(self) -> float:
@@ -87,6 +95,7 @@ class Summaries:
     counts: dict[str, CategoryCounts] = field(default_factory=dict)
     bins: dict[tuple[str, str], BinCounts] = field(default_factory=dict)
     cdf: dict[str, CdfStats] = field(default_factory=dict)
+    fine: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)  # edges, ref, cur
     out_of_range: dict[str, int] = field(default_factory=dict)  # current values outside the reference range
     rows_scanned: int = 0
 
@@ -112,7 +121,8 @@ def profile(client: Client, sides: str, q: Query, columns: list[Column]) -> tupl
             ]
         exprs.append(f"uniqUpToIf({FEW_VALUES + 1})({c.sql}, side = 0)")
         exprs.append(f"uniqUpTo({FEW_VALUES + 1})({c.sql})")
-        exprs.append(f"uniq({c.sql})")
+        if c.type is ColumnType.CATEGORICAL:  # the category cap; a HyperLogLog per numeric column costs 25%
+            exprs.append(f"uniq({c.sql})")
     row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
                        settings=DETECTOR_SETTINGS).result_rows[0]
     ref_rows, cur_rows = int(row[0]), int(row[1])
@@ -130,8 +140,11 @@ def profile(client: Client, sides: str, q: Query, columns: list[Column]) -> tupl
             if p.current_count == 0:
                 p.current_min = p.current_max = None
             i += 5
-        p.reference_distinct, p.pooled_distinct, p.pooled_distinct_estimate = (int(v) for v in row[i : i + 3])
-        i += 3
+        p.reference_distinct, p.pooled_distinct = int(row[i]), int(row[i + 1])
+        i += 2
+        if c.type is ColumnType.CATEGORICAL:
+            p.pooled_distinct_estimate = int(row[i])
+            i += 1
         out[c.name] = p
     return out, ref_rows, cur_rows
 
@@ -149,37 +162,41 @@ def _sturges_index(x: str, edges: str, k: int, lo: str, hi: str) -> str:
     return f"({i1} + toInt64(({x}) >= arrayElement({edges}, {i1} + 2) AND {i1} != {k - 1}))"
 
 
-def second_pass(client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile], needs: Needs) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Pass 2 (only when needed): fine bin edges from both sides' t-digest quantiles and the pooled range, and
-    the exact pooled distinct count of columns whose Sturges bins are sized by it (Hellinger)."""
-    fine_names = sorted(needs.fine_cdf)
-    distinct_names = sorted({name for name, basis in needs.bins if basis == "pooled_distinct"})
-    if not fine_names and not distinct_names:
-        return {}, {}
-    levels = ", ".join(repr(v) for v in QUANTILE_LEVELS)
-    exprs = []
-    for name in fine_names:
-        x = profiles[name].column.sql
-        exprs += [f"quantilesTDigestIf({levels})({x}, side = 0)", f"quantilesTDigestIf({levels})({x}, side = 1)"]
-    exprs += [f"uniqExact({profiles[name].column.sql})" for name in distinct_names]
+def pooled_distinct_counts(client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile],
+                           needs: Needs) -> dict[str, int]:
+    """Exact pooled distinct counts of columns whose Sturges bins Evidently sizes by them (Hellinger).
+
+    A separate pass, run only when such a column exists: an exact distinct count holds every value.
+    """
+    names = sorted({name for name, basis in needs.bins if basis == "pooled_distinct"})
+    if not names:
+        return {}
+    exprs = [f"uniqExact({profiles[name].column.sql})" for name in names]
     row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
                        settings=DETECTOR_SETTINGS).result_rows[0]
-    fine = {}
-    for j, name in enumerate(fine_names):
-        p = profiles[name]
-        values = np.concatenate([np.asarray(row[2 * j], dtype=float), np.asarray(row[2 * j + 1], dtype=float),
-                                 [p.pooled_min, p.pooled_max]])
-        fine[name] = np.unique(values[np.isfinite(values)])
-    offset = 2 * len(fine_names)
-    distinct = {name: int(row[offset + j]) for j, name in enumerate(distinct_names)}
-    return fine, distinct
+    return {name: int(v) for name, v in zip(names, row, strict=True)}
+
+
+def _per_side_bins(x: str, index: str, k: int) -> str:
+    """Counts of both sides in k bins, in one fixed-size state: [reference bins..., current bins...]."""
+    return f"countIfResample(0, {2 * k}, 1)({x} IS NOT NULL, assumeNotNull({index}) + {k} * side)"
+
+
+def _split(counts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(counts, dtype=np.int64)
+    return arr[:k], arr[k:]
 
 
 def histograms(
     client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile], needs: Needs,
-    fine: dict[str, np.ndarray], pooled_distinct_exact: dict[str, int], summaries: Summaries,
+    pooled_distinct_exact: dict[str, int], summaries: Summaries,
 ) -> None:
-    """Pass 3: category counts, Sturges bins, fine bins and out-of-range counts, every column in one scan."""
+    """Pass 2: category counts, Sturges bins, coarse-fine equal-width bins and out-of-range counts, one scan.
+
+    Numeric bins are counted with `countResample` into fixed arrays (cheaper than a map per column,
+    measured 0.17 s per column per 2M rows for `sumMap`); ECDF columns above `exact_max_rows` get
+    FINE_BINS equal-width bins over the pooled range, which `refine` improves where they are not enough.
+    """
     exprs: list[str] = []
     readers: list[Any] = []
     for name, p in profiles.items():
@@ -188,50 +205,84 @@ def histograms(
             keys = f"[assumeNotNull({x})]"
             exprs += [f"sumMapIf({keys}, [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
                       f"sumMapIf({keys}, [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
-            readers.append(("counts", name))
+            readers.append(("counts", name, 2))
         for basis in sorted(b for n, b in needs.bins if n == name):
             edges = bin_edges(p, basis, pooled_distinct_exact)
             k = len(edges) - 1
             e = q.param([float(v) for v in edges], "Array(Float64)", "e")
             lo, hi = q.param(float(edges[0]), "Float64", "lo"), q.param(float(edges[-1]), "Float64", "hi")
-            idx = _sturges_index(f"assumeNotNull({x})", e, k, lo, hi)
-            exprs += [f"sumMapIf([{idx}], [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
-                      f"sumMapIf([{idx}], [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
-            readers.append(("bins", name, edges, basis))
+            exprs.append(_per_side_bins(x, _sturges_index(x, e, k, lo, hi), k))
+            readers.append(("bins", name, 1, edges, basis))
         if name in needs.fine_cdf:
-            edges = fine[name]
-            e = q.param([float(v) for v in edges], "Array(Float64)", "e")
-            key = f"[roundDown(assumeNotNull({x}), {e})]"
-            exprs += [f"sumMapIf({key}, [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
-                      f"sumMapIf({key}, [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
-            readers.append(("fine", name, edges))
+            edges = np.linspace(p.pooled_min, p.pooled_max, FINE_BINS + 1)
+            if p.pooled_min == p.pooled_max:
+                edges = np.array([p.pooled_min, p.pooled_min])
+            lo, hi = q.param(float(edges[0]), "Float64", "lo"), q.param(float(edges[-1]), "Float64", "hi")
+            span = f"greatest({hi} - {lo}, 1e-300)"
+            index = f"least(toInt64(({x} - {lo}) / {span} * {FINE_BINS}), {FINE_BINS - 1})"
+            exprs.append(_per_side_bins(x, index, FINE_BINS))
+            readers.append(("fine", name, 1, edges))
         if p.column.type is ColumnType.NUMERIC and p.reference_min is not None:
             lo, hi = q.param(p.reference_min, "Float64", "lo"), q.param(p.reference_max, "Float64", "hi")
             exprs.append(f"countIf(side = 1 AND ({x} < {lo} OR {x} > {hi}))")
-            readers.append(("range", name))
+            readers.append(("range", name, 1))
     if not exprs:
         return
     row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
                        settings=DETECTOR_SETTINGS).result_rows[0]
     i = 0
     for reader in readers:
-        kind, name = reader[0], reader[1]
+        kind, name, width = reader[0], reader[1], reader[2]
+        values = row[i : i + width]
+        i += width
         if kind == "range":
-            summaries.out_of_range[name] = int(row[i])
-            i += 1
-            continue
-        ref, cur = row[i], row[i + 1]
-        i += 2
-        if kind == "counts":
-            summaries.counts[name] = CategoryCounts(_as_dict(ref), _as_dict(cur))
+            summaries.out_of_range[name] = int(values[0])
+        elif kind == "counts":
+            summaries.counts[name] = CategoryCounts(_as_dict(values[0]), _as_dict(values[1]))
         elif kind == "bins":
-            edges = reader[2]
-            summaries.bins[(name, reader[3])] = BinCounts(edges, _dense(ref, len(edges) - 1), _dense(cur, len(edges) - 1))
+            edges = reader[3]
+            ref, cur = _split(values[0], len(edges) - 1)
+            summaries.bins[(name, reader[4])] = BinCounts(edges, ref, cur)
         else:
-            edges = reader[2]
-            p = profiles[name]
-            ref_counts, cur_counts = _fine(ref, edges), _fine(cur, edges)
-            summaries.cdf[name] = cdf_stats_from_bins(edges, ref_counts, cur_counts, p.reference_std or 0.0)
+            edges = reader[3]
+            ref, cur = _split(values[0], FINE_BINS)
+            summaries.fine[name] = (edges, ref, cur)
+            summaries.cdf[name] = cdf_stats_from_bins(edges, ref, cur, profiles[name].reference_std or 0.0)
+
+
+def refine(client: Client, sides: str, q: Query, profiles: dict[str, ColumnProfile], names: set[str],
+           summaries: Summaries) -> None:
+    """Passes 3 and 4, for the columns whose equal-width bins could not settle the verdict (heavy tails,
+    a score near its threshold, or a method without an error bound): t-digest quantiles of both sides
+    become extra edges, and the counts are taken again on the union of both edge sets. A finer
+    partition never loosens the error bound. Memory stays bounded by the number of edges."""
+    if not names:
+        return
+    ordered = sorted(names)
+    levels = ", ".join(repr(v) for v in QUANTILE_LEVELS)
+    exprs = [f"quantilesTDigestIf({levels})({profiles[n].column.sql}, side = {side})" for n in ordered for side in (0, 1)]
+    row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
+                       settings=DETECTOR_SETTINGS | LARGE_QUERY).result_rows[0]
+    edges_of = {}
+    for j, name in enumerate(ordered):
+        coarse = summaries.fine[name][0]
+        values = np.concatenate([coarse, np.asarray(row[2 * j], dtype=float), np.asarray(row[2 * j + 1], dtype=float)])
+        edges_of[name] = np.unique(values[np.isfinite(values)])
+    exprs = []
+    for name in ordered:
+        e = q.param([float(v) for v in edges_of[name]], "Array(Float64)", "e")
+        x = profiles[name].column.sql
+        key = f"[roundDown(assumeNotNull({x}), {e})]"
+        exprs += [f"sumMapIf({key}, [toUInt64(1)], side = 0 AND {x} IS NOT NULL)",
+                  f"sumMapIf({key}, [toUInt64(1)], side = 1 AND {x} IS NOT NULL)"]
+    row = client.query(f"SELECT {', '.join(exprs)} FROM {sides}", parameters=q.parameters,
+                       settings=DETECTOR_SETTINGS | LARGE_QUERY).result_rows[0]
+    for j, name in enumerate(ordered):
+        edges = edges_of[name]
+        ref, cur = _fine(row[2 * j], edges), _fine(row[2 * j + 1], edges)
+        summaries.fine[name] = (edges, ref, cur)
+        summaries.cdf[name] = cdf_stats_from_bins(edges, ref, cur, profiles[name].reference_std or 0.0)
+    summaries.rows_scanned += 2 * (profiles[ordered[0]].reference_rows + profiles[ordered[0]].current_rows)
 
 
 def _as_dict(sum_map: Any) -> dict[Any, int]:

@@ -16,8 +16,9 @@ from detectors.config import ModelSpec
 from detectors.correction import adjust_p_values
 from detectors.methods.base import DriftMethod, DriftScore
 from detectors.methods.registry import get_method
+from detectors.methods.wasserstein import MIN_NORM
 from detectors.select import default_method
-from detectors.summaries import ColumnType
+from detectors.summaries import ColumnType, w1_binning_error_bound
 
 
 @dataclass
@@ -126,6 +127,30 @@ def needs_of(model: ModelSpec, plans: dict[str, ColumnPlan]) -> Needs:
                 needs.fine_cdf.add(name)
     needs.fine_cdf -= needs.exact_cdf
     return needs
+
+
+def unsettled_by_bins(plans: dict[str, ColumnPlan], summaries: Summaries) -> set[str]:
+    """Columns whose ECDF statistics came from equal-width bins that cannot settle their verdict.
+
+    Normed Wasserstein has a rigorous bound on its binning error
+    (`w1_binning_error_bound`): if the interval it allows around the score does not contain the
+    threshold, no refinement could change the verdict. Other ECDF methods have no bound: refined always.
+    """
+    out = set()
+    for name, (edges, ref, cur) in summaries.fine.items():
+        plan = plans[name]
+        for method, threshold in ((plan.method, plan.threshold), (plan.effect, plan.effect_threshold)):
+            if method is None or threshold is None or method.needs_for(plan.profile.column.type, plan.profile.reference_distinct) != "cdf":
+                continue
+            if method.name != "wasserstein":
+                out.add(name)
+                continue
+            stats = summaries.cdf[name]
+            scale = max(stats.ref_std, MIN_NORM)
+            score, slack = stats.w1 / scale, w1_binning_error_bound(edges, ref, cur) / scale
+            if score - slack <= threshold <= score + slack:
+                out.add(name)
+    return out
 
 
 def _summary(method: DriftMethod, plan: ColumnPlan, summaries: Summaries) -> Any:

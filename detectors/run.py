@@ -29,7 +29,7 @@ from detectors.results import (
     record_run,
     replace_window,
 )
-from detectors.sources import ALL_ROWS, TS, Query, Segment, Window, columns_for, sides_sql, value_sql
+from detectors.sources import ALL_ROWS, TS, Query, Segment, Window, column_sides_sql, columns_for, sides_sql, value_sql
 from detectors.summaries import ColumnType
 
 log = logging.getLogger(__name__)
@@ -92,17 +92,17 @@ def _expected_rows(model: ModelSpec, window: Window, reference_rows: int) -> flo
 
 def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Segment, result: RunResult) -> tuple[drift.DriftOutcome, list[quality.QualityRow]]:
     q = Query()
-    with_labels = model.drift.target
-    sides = sides_sql(model, window, segment, q, with_labels=with_labels)
     columns = columns_for(model, q, prediction=model.drift.prediction, target=model.drift.target)
+    sides, columns = column_sides_sql(model, window, segment, q, columns, with_labels=model.drift.target)
     profiles, ref_rows, cur_rows = aggregates.profile(client, sides, q, columns)
     summaries = aggregates.Summaries(rows_scanned=ref_rows + cur_rows)
     plans = drift.plan_columns(model, profiles)
     needs = drift.needs_of(model, plans)
     if cur_rows and ref_rows:
-        fine, distinct = aggregates.second_pass(client, sides, q, profiles, needs)
-        summaries.rows_scanned += (ref_rows + cur_rows) * (bool(fine or distinct) + 1)
-        aggregates.histograms(client, sides, q, profiles, needs, fine, distinct, summaries)
+        distinct = aggregates.pooled_distinct_counts(client, sides, q, profiles, needs)
+        summaries.rows_scanned += (ref_rows + cur_rows) * (bool(distinct) + 1)
+        aggregates.histograms(client, sides, q, profiles, needs, distinct, summaries)
+        aggregates.refine(client, sides, q, profiles, drift.unsettled_by_bins(plans, summaries), summaries)
         aggregates.exact_cdf(client, sides, q, profiles, needs.exact_cdf, summaries)
     outcome = drift.score_columns(model, plans, summaries)
     checks = quality.column_checks(model, profiles, summaries)

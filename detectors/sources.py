@@ -111,57 +111,85 @@ def _segment_filter(segment: Segment, q: Query) -> str:
     return f" AND {value_sql(f'features[{key}]', ColumnType.CATEGORICAL)} = {value}"
 
 
-def labels_sql(q: Query, model_param: str, since: str) -> str:
-    """The latest label of each event of a model, for labels that arrived after `since`."""
+def label_horizon(model: ModelSpec) -> timedelta:
+    """How long after a window its labels are looked for: twice the label delay plus a window, at least an hour.
+
+    Bounding the label scan keeps a backfill of an old window from reading every label since; a label
+    arriving later than this is not joined (raise `label_delay` for models whose labels take longer).
+    """
+    return max(model.label_delay * 2 + model.window, timedelta(hours=1))
+
+
+def labels_sql(q: Query, model_param: str, since: str, until: str) -> str:
+    """The latest label of each event of a model, among labels that arrived in [since, until)."""
     return (
         f"(SELECT event_id, argMax(label, ts) AS label FROM labels "
-        f"WHERE model = {model_param} AND ts >= {since} GROUP BY event_id)"
+        f"WHERE model = {model_param} AND ts >= {since} AND ts < {until} GROUP BY event_id)"
     )
 
 
+ROW = "features, prediction, proba, label"
+"""The columns of a row when no expressions are asked for."""
+NO_LABEL_ROW = "features, prediction, proba, CAST(NULL AS Variant(Float64, String)) AS label"
+
+
 def production_rows(
-    model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool
+    model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool, select: str = ROW
 ) -> str:
-    """Predictions of `model` in `window` (and their labels, if any arrived)."""
+    """`select` over the predictions of `model` in `window` (joined to their labels, if asked)."""
     model_p = q.param(model.name, "String", "m")
     start = q.param(window.start, TS, "t")
     end = q.param(window.end, TS, "t")
     where = f"p.model = {model_p} AND p.ts >= {start} AND p.ts < {end}{_segment_filter(segment, q)}"
     if with_labels:
-        return (
-            f"SELECT p.features AS features, p.prediction AS prediction, p.proba AS proba, l.label AS label "
-            f"FROM predictions AS p LEFT JOIN {labels_sql(q, model_p, start)} AS l ON l.event_id = p.event_id "
-            f"WHERE {where}"
-        )
-    return (
-        f"SELECT p.features AS features, p.prediction AS prediction, p.proba AS proba, "
-        f"CAST(NULL AS Variant(Float64, String)) AS label FROM predictions AS p WHERE {where}"
-    )
+        until = q.param(window.end + label_horizon(model), TS, "t")
+        source = (f"predictions AS p LEFT JOIN {labels_sql(q, model_p, start, until)} AS l "
+                  f"ON l.event_id = p.event_id")
+    else:
+        # Read the table itself (a `SELECT *` subquery here would make every pass read every feature).
+        source = "predictions AS p"
+        select = select.replace(ROW, NO_LABEL_ROW)
+    return f"SELECT {select} FROM {source} WHERE {where}"
 
 
-def reference_rows(model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool) -> str:
-    """The reference of `model` for a current `window`: the uploaded sample or a fixed/rolling range."""
+def reference_rows(
+    model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool, select: str = ROW
+) -> str:
+    """`select` over the reference of `model` for a current `window`: the uploaded sample or a fixed/rolling range."""
     ref = model.reference
     if ref.upload is not None:
         model_p = q.param(model.name, "String", "m")
         name_p = q.param(ref.upload, "String", "r")
-        return (
-            f"SELECT features, prediction, proba, label FROM reference_rows AS p "
-            f"WHERE model = {model_p} AND reference = {name_p}{_segment_filter(segment, q)}"
-        )
+        return (f"SELECT {select} FROM reference_rows AS p "
+                f"WHERE model = {model_p} AND reference = {name_p}{_segment_filter(segment, q)}")
     if ref.range is not None:
-        return production_rows(model, Window(ref.range.start, ref.range.end), segment, q, with_labels=with_labels)
-    assert ref.rolling is not None
-    length = ref.rolling.length or (window.end - window.start)
-    start = window.start - ref.rolling.offset
-    return production_rows(model, Window(start, start + length), segment, q, with_labels=with_labels)
+        span = Window(ref.range.start, ref.range.end)
+    else:
+        assert ref.rolling is not None
+        start = window.start - ref.rolling.offset
+        span = Window(start, start + (ref.rolling.length or (window.end - window.start)))
+    return production_rows(model, span, segment, q, with_labels=with_labels, select=select)
 
 
 def sides_sql(model: ModelSpec, window: Window, segment: Segment, q: Query, *, with_labels: bool) -> str:
-    """Reference (side 0) and current (side 1) rows in one relation."""
-    ref = reference_rows(model, window, segment, q, with_labels=with_labels)
-    cur = production_rows(model, window, segment, q, with_labels=with_labels)
-    return (
-        f"(SELECT 0 AS side, features, prediction, proba, label FROM ({ref}) "
-        f"UNION ALL SELECT 1 AS side, features, prediction, proba, label FROM ({cur}))"
-    )
+    """Reference (side 0) and current (side 1) rows in one relation: side, features, prediction, proba, label."""
+    ref = reference_rows(model, window, segment, q, with_labels=with_labels, select=f"0 AS side, {ROW}")
+    cur = production_rows(model, window, segment, q, with_labels=with_labels, select=f"1 AS side, {ROW}")
+    return f"({ref} UNION ALL {cur})"
+
+
+def column_sides_sql(
+    model: ModelSpec, window: Window, segment: Segment, q: Query, columns: list[Column], *, with_labels: bool
+) -> tuple[str, list[Column]]:
+    """Reference and current rows as (side, c0, c1, ...): each column's value computed inside each branch.
+
+    Computing `features['x']` where the table is read lets ClickHouse read only the Map bucket holding
+    `x`; passing the whole map up through the UNION made every pass read every feature (measured: the
+    profile pass of 2 x 1M rows and 22 features took 2.5 s that way, 1.5 s this way). The returned
+    columns refer to the aliases.
+    """
+    select = ", ".join(f"{c.sql} AS c{i}" for i, c in enumerate(columns))
+    ref = reference_rows(model, window, segment, q, with_labels=with_labels, select=f"0 AS side, {select}")
+    cur = production_rows(model, window, segment, q, with_labels=with_labels, select=f"1 AS side, {select}")
+    aliased = [Column(c.name, c.role, c.type, f"c{i}") for i, c in enumerate(columns)]
+    return f"({ref} UNION ALL {cur})", aliased

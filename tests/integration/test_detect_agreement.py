@@ -201,3 +201,39 @@ def test_fine_bins_stay_within_the_stated_bound_and_verdict(store, datasets) -> 
             assert bool(row["drifted"]) == bool(theirs.drifted), (method, feature, row, theirs)
             if method != "ks":  # a p-value is not a distance: its verdict is compared above
                 assert rel_diff(float(row["score"]), float(theirs.drift_score)) < FINE_BIN_W1_BOUND, (method, feature)
+
+
+def test_heavy_tails_near_the_threshold_are_refined_to_the_same_verdict(base_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Equal-width bins over a range stretched by outliers cannot settle a score near its threshold:
+    the detector refines those columns with quantile edges, and the verdict and score match Evidently."""
+    from detectors import aggregates, drift
+
+    store = connect(base_settings)
+    rng = np.random.default_rng(99)
+    n_ref, n_cur = 6000, 8000
+    ref = pd.DataFrame({f: rng.standard_t(2, n_ref) for f in NUMERIC} | {c: rng.choice(["a", "b"], n_ref) for c in CATEGORICAL})
+    cur = pd.DataFrame({f: rng.standard_t(2, n_cur) + 0.09 for f in NUMERIC} | {c: rng.choice(["a", "b"], n_cur) for c in CATEGORICAL})
+    cur.loc[0, "shift"] = 1e4  # one outlier stretches the equal-width bins: each is wider than the bulk
+    model = "agree-tails"
+    load(store, model, ref, cur, tmp_path)
+    refined: list[set[str]] = []
+    original = drift.unsettled_by_bins
+
+    def spy(plans, summaries):  # type: ignore[no-untyped-def]
+        out = original(plans, summaries)
+        refined.append(out)
+        return out
+
+    drift.unsettled_by_bins = spy  # observe, not change, the decision
+    try:
+        result = run_stage(store, model_spec(model, method_numeric="wasserstein", exact_max_rows=1000), WINDOW, "drift")
+    finally:
+        drift.unsettled_by_bins = original
+    assert result.status == "ok", result.error
+    assert "shift" in refined[0], refined
+    row = results(store, model)["shift"]
+    theirs = evidently_result("wasserstein", ref["shift"], cur["shift"], ColumnType.NUMERIC)
+    assert row["exact"] == 0
+    assert bool(row["drifted"]) == bool(theirs.drifted)
+    assert rel_diff(float(row["score"]), float(theirs.drift_score)) < FINE_BIN_W1_BOUND
+    assert aggregates.FINE_BINS == 4096
