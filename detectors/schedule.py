@@ -118,7 +118,21 @@ class DetectorScheduler:
                     self.on_result(result)
         return results
 
+    def missing_references(self) -> list[str]:
+        """Models whose registry names an uploaded reference that is not in the store (their drift is `no_reference`)."""
+        wanted = {(m.name, m.reference.upload) for m in self.registry.models if m.reference.upload is not None}
+        if not wanted:
+            return []
+        present = {tuple(r) for r in self._client().query(
+            "SELECT DISTINCT model, reference FROM reference_rows").result_rows}
+        return sorted(f"{m}/{r}" for m, r in wanted - present)
+
     def start(self, *, run_now: bool = True) -> None:
+        for missing in self.missing_references():
+            model, reference = missing.split("/", 1)
+            log.warning("reference not uploaded yet; drift results stay `no_reference` until it is",
+                        extra={"model": model, "reference": reference,
+                               "fix": f"driftline reference upload --model {model} --name {reference} FILE"})
         for model in self.registry.models:
             spec = model.schedule_or_default
             if spec.cron is not None:

@@ -68,3 +68,12 @@ def test_catch_up_after_downtime_and_retry_of_failures(base_settings, store, mon
     recorded = store.query("SELECT status, count() FROM detector_runs WHERE model = {m:String} AND stage = 'drift' "
                            "GROUP BY status ORDER BY status", parameters={"m": bad}).result_rows
     assert recorded == [("error", 6), ("no_data", 6)]
+
+
+def test_start_names_registry_references_that_were_never_uploaded(base_settings) -> None:  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:6]
+    models = [{"name": f"noref-{tag}", "task": "regression", "features": {"x": "numeric"},
+               "reference": {"upload": "train-v9"}}]
+    reg = registry_from_yaml(LocatedYaml(Path("test"), {"models": models}))
+    scheduler = DetectorScheduler(reg, lambda: connect(base_settings), grace=dt.timedelta(0), catchup_windows=1)
+    assert scheduler.missing_references() == [f"noref-{tag}/train-v9"]
