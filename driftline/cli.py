@@ -119,6 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     stop = _install_stop_handlers()
+    registry = _registry(settings) if settings.models_file.exists() else None  # refuse a bad one before starting
     migrate(connect(settings))
     broker = None
     if not settings.kafka_bootstrap_servers:
@@ -128,7 +129,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     scheduler = None
     try:
         collector = Collector(settings, stop_event=stop)
-        scheduler = _start_detectors(settings)
+        scheduler = _start_detectors(settings, registry)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0)
         return 0 if collector.run() else 1
@@ -139,14 +140,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             broker.stop()
 
 
-def _start_detectors(settings: Settings):  # type: ignore[no-untyped-def]
-    """The detector scheduler, if a model registry exists (an invalid one stops start-up)."""
+def _start_detectors(settings: Settings, registry):  # type: ignore[no-untyped-def]
+    """The detector scheduler over the model registry, or None (and a log line) without one."""
     from detectors.schedule import DetectorScheduler
 
-    if not settings.models_file.exists():
+    if registry is None:
         log.info("no model registry; detectors idle until one exists", extra={"models_file": str(settings.models_file)})
         return None
-    registry = _registry(settings)
     scheduler = DetectorScheduler(
         registry, lambda: connect(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
         catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,

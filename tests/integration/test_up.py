@@ -82,3 +82,42 @@ def test_db_query_is_read_only_and_explains_refusals(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert "ClickHouse refused the query" in done.stderr and "Traceback" not in done.stderr
     assert query_store(tmp_path / "store", "EXISTS TABLE predictions") == [["1"]]
+
+
+def test_up_runs_the_detector_schedule_from_the_registry(tmp_path: Path) -> None:
+    """With a models.yaml beside it, `up` validates it, schedules each model and records its runs."""
+    (tmp_path / "models.yaml").write_text(
+        "models:\n"
+        "  - name: example-model\n"
+        "    task: binary_classification\n"
+        "    features: {age: numeric, income: numeric, country: categorical}\n"
+        "    reference: {rolling: {offset: 1d}}\n"
+        "    window: 1h\n")
+    port = free_port()
+    env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
+                    detector_catchup_windows=3, detector_grace_seconds=0)
+    log = open(tmp_path / "up.log", "wb")
+    up = subprocess.Popen([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=log)
+    try:
+        banner = [up.stdout.readline().decode() for _ in range(5)]  # type: ignore[union-attr]
+        assert "1 model(s) from models.yaml" in banner[4], banner
+        deadline = time.monotonic() + 60
+        while (tmp_path / "up.log").read_bytes().count(b'"msg": "detector run"') < 6:  # 3 windows x 2 stages
+            assert up.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+    assert code == 0
+    runs = query_store(tmp_path / "driftline-data",
+                       "SELECT stage, status, count() FROM detector_runs GROUP BY stage, status ORDER BY stage")
+    assert runs == [["drift", "no_data", "3"], ["performance", "no_data", "3"]]
+
+
+def test_up_refuses_an_invalid_registry_before_starting(tmp_path: Path) -> None:
+    (tmp_path / "models.yaml").write_text("models:\n  - name: m\n    task: regresion\n")
+    done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path,
+                          env=clean_env(local_broker_port=free_port()), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "models.yaml:3: model 'm': task:" in done.stderr and "Traceback" not in done.stderr
