@@ -45,8 +45,8 @@ def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows:
             f"SELECT {select} FROM ({rows}) ORDER BY cityHash64(features, prediction) LIMIT {int(sample_rows)}",
             parameters=q.parameters, settings=DETECTOR_SETTINGS,
         )
-        frame.columns = [c.name for c in columns]
-        frames.append(frame)
+        names = [c.name for c in columns]
+        frames.append(pd.DataFrame(columns=names) if frame.empty else frame.set_axis(names, axis=1))
     return frames[0], frames[1]
 
 

@@ -276,7 +276,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     registry = _registry(settings, args.models_file)
     model = registry.get(args.model)
     client = connect(settings)
-    path = write_report(client, model, start=args.start, end=args.end, out=Path(args.out), sample_rows=args.sample_rows)
+    if (args.start is None) != (args.end is None) or (args.start is not None and args.end <= args.start):
+        print("driftline report: give --start before --end, or neither (the latest complete window)", file=sys.stderr)
+        return 2
+    try:
+        path = write_report(client, model, start=args.start, end=args.end, out=Path(args.out),
+                            sample_rows=args.sample_rows)
+    except ValueError as exc:  # an empty side, a bad sample size
+        print(f"driftline report: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({"model": model.name, "report": str(path)}))
     return 0
 

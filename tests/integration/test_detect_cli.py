@@ -130,6 +130,12 @@ def test_backfill_detects_every_window_replaces_on_rerun_and_reports(workspace) 
     assert done.returncode == 0, done.stderr
     html = report.read_text()
     assert html.lstrip().startswith("<!DOCTYPE html>") and "price" in html and "Drift" in html
+    empty = run_driftline(["report", "--model", "shop", "--start", "2026-06-01T00:00Z", "--end", "2026-06-01T01:00Z",
+                           "--out", str(root / "none.html")], env)
+    assert empty.returncode == 2 and "the current window has no rows" in empty.stderr
+    assert "Traceback" not in empty.stderr and not (root / "none.html").exists()
+    huge = run_driftline(["report", "--model", "shop", "--sample-rows", "0"], env)
+    assert huge.returncode == 2 and "sample_rows must be between 1 and" in huge.stderr
 
 
 def test_detect_of_a_model_without_data_is_no_data_not_a_crash(workspace) -> None:  # type: ignore[no-untyped-def]
