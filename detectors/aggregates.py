@@ -36,7 +36,14 @@ import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from detectors.sources import Column, Query
-from detectors.summaries import BinCounts, CategoryCounts, CdfStats, ColumnType, cdf_stats_from_bins, sturges_edges
+from detectors.summaries import (
+    BinCounts,
+    CategoryCounts,
+    CdfStats,
+    ColumnType,
+    cdf_stats_from_bins,
+    sturges_edges,
+)
 
 MAX_CATEGORIES = 10_000
 """Above this many distinct values a categorical column is reported as an error, not summarised."""

@@ -33,7 +33,13 @@ from detectors.methods.registry import METHODS, get_method
 from detectors.summaries import ColumnType
 from driftline.durations import parse_duration
 from driftline.names import validate_identifier
-from driftline.yamlfile import ConfigError, FieldError, LocatedYaml, describe_validation_error, load_yaml
+from driftline.yamlfile import (
+    ConfigError,
+    FieldError,
+    LocatedYaml,
+    describe_validation_error,
+    load_yaml,
+)
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Identifier = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]

@@ -14,7 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from detectors.aggregates import DETECTOR_SETTINGS, ColumnProfile, Summaries
 from detectors.config import ModelSpec
-from detectors.sources import TS, Window
+from detectors.sources import Window
 from detectors.summaries import ColumnType
 
 

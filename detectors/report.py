@@ -19,7 +19,14 @@ from clickhouse_connect.driver.client import Client
 from detectors.aggregates import DETECTOR_SETTINGS
 from detectors.config import ModelSpec
 from detectors.schedule import window_containing
-from detectors.sources import ALL_ROWS, Query, Window, columns_for, production_rows, reference_rows
+from detectors.sources import (
+    ALL_ROWS,
+    Query,
+    Window,
+    columns_for,
+    production_rows,
+    reference_rows,
+)
 from detectors.summaries import ColumnType
 
 MAX_SAMPLE_ROWS = 1_000_000

@@ -29,7 +29,17 @@ from detectors.results import (
     record_run,
     replace_window,
 )
-from detectors.sources import ALL_ROWS, TS, Query, Segment, Window, column_sides_sql, columns_for, sides_sql, value_sql
+from detectors.sources import (
+    ALL_ROWS,
+    TS,
+    Query,
+    Segment,
+    Window,
+    column_sides_sql,
+    columns_for,
+    sides_sql,
+    value_sql,
+)
 from detectors.summaries import ColumnType
 
 log = logging.getLogger(__name__)

@@ -156,7 +156,7 @@ models:
             return rows if ready else None
 
         rows = wait_for("performance once labels arrived", accuracy, timeout=180)
-        for w, (_, value, baseline, status, labelled, lo, hi) in enumerate(rows):
+        for w, (_, value, baseline, status, _labelled, lo, hi) in enumerate(rows):
             assert 0.85 < baseline < 0.95
             assert lo < value < hi
             if w >= DRIFT_FROM:

@@ -10,7 +10,12 @@ import pytest
 
 from detectors import aggregates
 from detectors.config import Registry, registry_from_yaml
-from detectors.schedule import DetectorScheduler, due_windows, window_containing, windows_between
+from detectors.schedule import (
+    DetectorScheduler,
+    due_windows,
+    window_containing,
+    windows_between,
+)
 from driftline.store import connect
 from driftline.yamlfile import LocatedYaml
 
