@@ -1,1 +1,7 @@
-"""Alert rules, lifecycle and notifiers (issue 4); nothing here yet."""
+"""Alert rules, lifecycle and notifiers (issue 4, in progress).
+
+Built so far: `lifecycle` (the pending/firing/resolved state machine with `for`, `clear_for` and hysteresis, pure),
+`signing` (Standard Webhooks signatures and a stdlib-only verifier for receivers), `payload` (the retrain
+payload v1 and presets). Not yet: rules as config, alert state in ClickHouse, silences, inhibition, the outbox,
+the email and webhook notifiers.
+"""
