@@ -2,6 +2,7 @@
 
 Built so far: `lifecycle` (the pending/firing/resolved state machine with `for`, `clear_for` and hysteresis, pure),
 `signing` (Standard Webhooks signatures and a stdlib-only verifier for receivers), `payload` (the retrain
-payload v1 and presets). Not yet: rules as config, alert state in ClickHouse, silences, inhibition, the outbox,
-the email and webhook notifiers.
+payload v1 and presets), `config` (`alerts.yaml`: channels and rules, validated as a whole and against the model
+registry). Not yet: rule evaluation over detector results, alert state in ClickHouse, silences, inhibition, the
+outbox, the email and webhook notifiers.
 """

@@ -24,6 +24,9 @@ class ConfigError(ValueError):
 Path_ = tuple[str | int, ...]
 
 
+SECRET_WORDS = ("password", "secret", "token", "api_key")
+
+
 class FieldError(ValueError):
     """Raised by a cross-field validator to blame one field (`loc`, relative to the validated object)."""
 
@@ -41,13 +44,15 @@ class LocatedYaml:
     lines: dict[Path_, int] = field(default_factory=dict)
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
-        """The line of the deepest node of `loc` that exists in the file."""
-        key = tuple(loc)
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            key = key[:-1]
-        return self.lines.get((), None)
+        """The line of the deepest node of `loc` that exists in the file.
+
+        Steps of `loc` that are not in the file (a validator's union tag such as `webhook`) are skipped.
+        """
+        found: Path_ = ()
+        for part in loc:
+            if (*found, part) in self.lines:
+                found = (*found, part)
+        return self.lines.get(found)
 
     def where(self, loc: Sequence[str | int]) -> str:
         line = self.line_of(loc)
@@ -121,7 +126,9 @@ def describe_validation_error(
         field_path = ".".join(str(p) for p in loc) or "(top level)"
         value = err.get("input")
         shown = ""
-        if value is not None and not isinstance(value, dict | list):
+        if loc and any(word in str(loc[-1]).lower() for word in SECRET_WORDS):
+            shown = " (value hidden)"  # a secret pasted into the wrong field is not echoed into logs
+        elif value is not None and not isinstance(value, dict | list):
             text = repr(value)
             shown = f" (got {text if len(text) <= 80 else text[:77] + '...'})"
         message = err["msg"].removeprefix("Value error, ")

@@ -1,0 +1,220 @@
+"""Alert rules and channels as config-as-code (`alerts.yaml`, beside the model registry).
+
+Validated as a whole at load, like Alertmanager's configuration: every
+route names a defined channel, channel names are unique, exclusive options
+(`url` / `url_file`, `secret` / `secret_file`, `password` / `password_file`)
+are exclusive, and rules refer to models, features and metrics the model
+registry defines. Errors carry file:line, the rule or channel, the field and
+the value. Secrets are read from the environment or a file, never from this
+file: fields ending in `_file` or `_env` name where they are.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from alerts.lifecycle import Thresholds
+from alerts.payload import PRESETS
+from detectors.config import Registry
+from driftline.durations import parse_duration
+from driftline.names import validate_identifier
+from driftline.yamlfile import ConfigError, FieldError, LocatedYaml, describe_validation_error, load_yaml
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Name = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _one_source(values: dict[str, object], names: tuple[str, ...], what: str, *, required: bool) -> None:
+    given = [n for n in names if values.get(n) is not None]
+    if len(given) > 1 or (required and not given):
+        raise ValueError(f"give exactly one of {', '.join(names)} for the {what} (got {', '.join(given) or 'none'})")
+
+
+class EmailChannel(Strict):
+    type: Literal["email"]
+    to: tuple[str, ...] = Field(min_length=1)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    sender: str = "driftline@localhost"
+
+    @model_validator(mode="after")
+    def _check(self) -> "EmailChannel":
+        for address in (*self.to, self.sender):
+            if "@" not in address or any(c in address for c in "\r\n,;<>"):
+                raise ValueError(f"{address!r} is not a single email address")
+        if self.username is not None:
+            _one_source(self.__dict__, ("password_env", "password_file"), "SMTP password", required=True)
+        return self
+
+
+class WebhookChannel(Strict):
+    type: Literal["webhook"]
+    url: str | None = None
+    url_file: Path | None = None
+    preset: str = "generic"
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    timeout: Duration = timedelta(seconds=10)
+    max_attempts: int = Field(8, ge=1, le=100)
+    cooldown: Duration = Field(timedelta(hours=6), description="At most one retrain trigger per model per cooldown.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WebhookChannel":
+        _one_source(self.__dict__, ("url", "url_file"), "webhook URL", required=True)
+        _one_source(self.__dict__, ("secret_env", "secret_file"), "signing secret", required=True)
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise FieldError(("url",), f"the webhook URL must start with http:// or https://, got {self.url[:40]!r}")
+        if self.preset not in PRESETS:
+            raise FieldError(("preset",), f"unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
+        return self
+
+
+Channel = Annotated[EmailChannel | WebhookChannel, Field(discriminator="type")]
+
+
+class DatasetDrift(Strict):
+    fire_share: float = Field(0.5, gt=0, le=1)
+    clear_share: float = Field(0.3, ge=0, le=1)
+
+
+class FeatureDrift(Strict):
+    features: tuple[Name, ...] = Field(min_length=1)
+
+
+class PerformanceDrop(Strict):
+    metric: str
+    fire_drop: float = Field(0.05, ge=0)
+    clear_drop: float = Field(0.02, ge=0)
+
+
+class Quality(Strict):
+    check: Literal["missing_share", "out_of_range_share", "unseen_category_share", "dead_letter_rate", "volume_ratio"]
+
+
+class Infra(Strict):
+    metric: Name
+    fire_above: float | None = None
+    clear_below: float | None = None
+    fire_below: float | None = None
+    clear_above: float | None = None
+
+    def thresholds(self) -> Thresholds:
+        if self.fire_above is not None:
+            clear = self.clear_below if self.clear_below is not None else self.fire_above
+            return Thresholds(self.fire_above, clear, "above")
+        assert self.fire_below is not None
+        clear = self.clear_above if self.clear_above is not None else self.fire_below
+        return Thresholds(self.fire_below, clear, "below")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Infra":
+        if (self.fire_above is None) == (self.fire_below is None):
+            raise ValueError("give exactly one of fire_above or fire_below")
+        self.thresholds()  # the clearing threshold must leave a band on the good side
+        return self
+
+
+class Condition(Strict):
+    """Exactly one kind of condition per rule."""
+
+    dataset_drift: DatasetDrift | None = None
+    feature_drift: FeatureDrift | None = None
+    performance_drop: PerformanceDrop | None = None
+    quality: Quality | None = None
+    infra: Infra | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Condition":
+        given = [k for k, v in self.__dict__.items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"a rule has exactly one condition (got {', '.join(given) or 'none'}); "
+                             "use dataset_drift, feature_drift, performance_drop, quality or infra")
+        if self.dataset_drift is not None:
+            Thresholds(self.dataset_drift.fire_share, self.dataset_drift.clear_share)
+        if self.performance_drop is not None:
+            Thresholds(self.performance_drop.fire_drop, self.performance_drop.clear_drop)
+        return self
+
+
+class Rule(Strict):
+    name: Name
+    model: Name
+    when: Condition
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_: int = Field(2, ge=1, le=1000, alias="for", description="Consecutive bad windows before firing.")
+    clear_for: int = Field(2, ge=1, le=1000, description="Consecutive good windows before resolving.")
+    repeat_interval: Duration = timedelta(hours=4)
+    send_resolved: bool = True
+    routes: tuple[Name, ...] = Field(min_length=1)
+    labels: dict[Name, str] = Field(default_factory=dict)
+
+
+class AlertConfig(Strict):
+    channels: dict[Name, Channel]
+    rules: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _graph(self) -> "AlertConfig":
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise FieldError(("rules", i, "name"), f"rule {rule.name!r} is defined twice")
+            seen.add(rule.name)
+            for j, route in enumerate(rule.routes):
+                if route not in self.channels:
+                    known = ", ".join(self.channels) or "none"
+                    raise FieldError(("rules", i, "routes", j), f"route {route!r} names no channel (channels: {known})")
+        return self
+
+
+def check_against_registry(config: AlertConfig, registry: Registry, doc: LocatedYaml | None = None) -> None:
+    """Rules must name models of the registry, and features and metrics those models have."""
+    problems = []
+    known = {m.name: m for m in registry.models}
+
+    def where(*loc: str | int) -> str:
+        return f"{doc.where(loc)}: " if doc is not None else ""
+
+    for i, rule in enumerate(config.rules):
+        model = known.get(rule.model)
+        if model is None:
+            problems.append(f"{where('rules', i, 'model')}rule {rule.name!r}: model {rule.model!r} is not in the "
+                            f"registry ({', '.join(known) or 'none'})")
+            continue
+        if rule.when.feature_drift is not None:
+            for j, feature in enumerate(rule.when.feature_drift.features):
+                if feature not in model.features:
+                    problems.append(f"{where('rules', i, 'when', 'feature_drift', 'features', j)}rule {rule.name!r}: "
+                                    f"model {model.name!r} has no feature {feature!r}")
+        if rule.when.performance_drop is not None and rule.when.performance_drop.metric not in model.metrics:
+            problems.append(f"{where('rules', i, 'when', 'performance_drop', 'metric')}rule {rule.name!r}: model "
+                            f"{model.name!r} does not compute {rule.when.performance_drop.metric!r} "
+                            f"({', '.join(model.metrics)})")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def load_alerts(path: Path, registry: Registry | None = None) -> AlertConfig:
+    """The alert configuration in `path`, checked as a whole (and against the registry, if given)."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{doc.where(())}: the alert configuration must be a mapping with `channels:` and `rules:`")
+    try:
+        config = AlertConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(doc, exc)) from None
+    if registry is not None:
+        check_against_registry(config, registry, doc)
+    return config
