@@ -107,11 +107,12 @@ class Summaries:
     rows_scanned: int = 0
 
 
-def _float(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """A ClickHouse aggregate as a float, or None for NULL, NaN and infinities (an aggregate over no rows)."""
     if value is None:
         return None
     out = float(value)
-    return None if math.isnan(out) else out
+    return out if math.isfinite(out) else None
 
 
 def profile(client: Client, sides: str, q: Query, columns: list[Column]) -> tuple[dict[str, ColumnProfile], int, int]:
@@ -140,7 +141,7 @@ def profile(client: Client, sides: str, q: Query, columns: list[Column]) -> tupl
         i += 2
         if c.type is ColumnType.NUMERIC:
             p.reference_min, p.reference_max, p.current_min, p.current_max, p.reference_std = (
-                _float(v) for v in row[i : i + 5]
+                finite_or_none(v) for v in row[i : i + 5]
             )
             if p.reference_count == 0:
                 p.reference_min = p.reference_max = p.reference_std = None
@@ -221,12 +222,12 @@ def histograms(
             exprs.append(_per_side_bins(x, _sturges_index(x, e, k, lo, hi), k))
             readers.append(("bins", name, 1, edges, basis))
         if name in needs.fine_cdf:
-            edges = np.linspace(p.pooled_min, p.pooled_max, FINE_BINS + 1)
-            if p.pooled_min == p.pooled_max:
-                edges = np.array([p.pooled_min, p.pooled_min])
-            lo, hi = q.param(float(edges[0]), "Float64", "lo"), q.param(float(edges[-1]), "Float64", "hi")
-            span = f"greatest({hi} - {lo}, 1e-300)"
-            index = f"least(toInt64(({x} - {lo}) / {span} * {FINE_BINS}), {FINE_BINS - 1})"
+            lo_v, hi_v = p.pooled_min, p.pooled_max
+            if lo_v == hi_v:  # one value on both sides: widen as numpy does, so the bins have a width
+                lo_v, hi_v = lo_v - 0.5, hi_v + 0.5
+            edges = np.linspace(lo_v, hi_v, FINE_BINS + 1)
+            lo, hi = q.param(float(lo_v), "Float64", "lo"), q.param(float(hi_v), "Float64", "hi")
+            index = f"least(toInt64(({x} - {lo}) / ({hi} - {lo}) * {FINE_BINS}), {FINE_BINS - 1})"
             exprs.append(_per_side_bins(x, index, FINE_BINS))
             readers.append(("fine", name, 1, edges))
         if p.column.type is ColumnType.NUMERIC and p.reference_min is not None:
@@ -297,13 +298,6 @@ def _as_dict(sum_map: Any) -> dict[Any, int]:
     return {k: int(v) for k, v in zip(keys, values, strict=True)}
 
 
-def _dense(sum_map: Any, k: int) -> np.ndarray:
-    out = np.zeros(k, dtype=np.int64)
-    for key, value in zip(*sum_map, strict=True):
-        out[int(key)] += int(value)
-    return out
-
-
 def _fine(sum_map: Any, edges: np.ndarray) -> np.ndarray:
     """Counts per fine bin [edges[i], edges[i+1]) (the last bin closed), from roundDown keys."""
     k = len(edges) - 1
@@ -361,6 +355,6 @@ def exact_cdf(client: Client, sides: str, q: Query, profiles: dict[str, ColumnPr
         ks_d, w1, l2, ad, cvm, n, m = row
         summaries.cdf[name] = CdfStats(
             n=int(n), m=int(m), ks_d=float(ks_d), w1=float(w1), l2=float(l2),
-            ad_a2kn=_float(ad), cvm_u=_float(cvm), ref_std=p.reference_std or 0.0, exact=True,
+            ad_a2kn=finite_or_none(ad), cvm_u=finite_or_none(cvm), ref_std=p.reference_std or 0.0, exact=True,
         )
         summaries.rows_scanned += p.reference_rows + p.current_rows

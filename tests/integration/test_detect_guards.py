@@ -150,3 +150,17 @@ def test_insufficient_rows_give_no_verdict(store, tmp_path: Path) -> None:  # ty
     assert {r["status"] for r in rows.values()} == {"insufficient_data"}
     assert not any(r["drifted"] for r in rows.values()) and result.drifted_columns == []
     assert json.dumps(result.dataset_drifted) == "false"
+
+
+def test_a_constant_column_on_the_binned_path_is_scored_not_an_error(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    name = f"const-{uuid.uuid4().hex[:6]}"
+    model = spec(name, drift={"min_rows": 100, "prediction": False, "target": False, "exact_max_rows": 100,
+                              "methods": {"numeric": "wasserstein"}})
+    frame = lambda n: pd.DataFrame({"amount": rng.normal(0, 1, n), "score": np.full(n, 0.5),  # noqa: E731
+                                    "country": rng.choice(["a", "b"], n)})
+    write_reference(store, model, frame(1000), tmp_path)
+    write_current(store, name, frame(1000))
+    assert run_stage(store, model, WINDOW, "drift").status == "ok"
+    row = drift_rows(store, name)[("", "score")]
+    assert (row["status"], row["score"], row["drifted"]) == ("ok", 0.0, 0)
