@@ -26,7 +26,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from scipy.stats import norm
 
-from detectors.aggregates import DETECTOR_SETTINGS
+from detectors.aggregates import DETECTOR_SETTINGS, finite_or_none
 from detectors.config import ModelSpec, Task
 from detectors.sources import Query
 
@@ -119,13 +119,6 @@ def _hanley_mcneil(auc: float | None, n_pos: int, n_neg: int, z: float) -> tuple
     return max(0.0, auc - half), min(1.0, auc + half)
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    out = float(value)
-    return None if math.isnan(out) or math.isinf(out) else out
-
-
 def _div(a: float, b: float) -> float | None:
     return a / b if b else None
 
@@ -135,14 +128,14 @@ def _metrics(model: ModelSpec, r: dict[str, Any], classes: list[tuple[Any, ...]]
     out: dict[str, tuple[float | None, float | None, float | None]] = {}
     n = int(r["labelled"])
     if model.task is Task.REGRESSION:
-        mae, mse = _num(r["mae"]), _num(r["mse"])
-        out["mae"] = (mae, *_mean_ci(mae, _num(r["mae_sd"]), n, z))
-        lo, hi = _mean_ci(mse, _num(r["mse_sd"]), n, z)
+        mae, mse = finite_or_none(r["mae"]), finite_or_none(r["mse"])
+        out["mae"] = (mae, *_mean_ci(mae, finite_or_none(r["mae_sd"]), n, z))
+        lo, hi = _mean_ci(mse, finite_or_none(r["mse_sd"]), n, z)
         out["rmse"] = (math.sqrt(mse) if mse is not None else None,
                        math.sqrt(max(lo, 0.0)) if lo is not None else None, math.sqrt(hi) if hi is not None else None)
-        mape = _num(r["mape"])
-        out["mape"] = (mape, *_mean_ci(mape, _num(r["mape_sd"]), int(r["mape_n"]), z))
-        var = _num(r["y_var"])
+        mape = finite_or_none(r["mape"])
+        out["mape"] = (mape, *_mean_ci(mape, finite_or_none(r["mape_sd"]), int(r["mape_n"]), z))
+        var = finite_or_none(r["y_var"])
         if mse is not None and var:
             out["r2"] = (1 - mse / var, 1 - hi / var if hi is not None else None, 1 - lo / var if lo is not None else None)
         else:
@@ -155,7 +148,9 @@ def _metrics(model: ModelSpec, r: dict[str, Any], classes: list[tuple[Any, ...]]
         precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
         out["precision"] = (precision, *_wilson(tp, tp + fp, z))
         out["recall"] = (recall, *_wilson(tp, tp + fn, z))
-        auc = _num(r["auc"]) if int(r["auc_pos"]) and int(r["auc_neg"]) else None
+        f1 = _div(2 * precision * recall, precision + recall) if precision is not None and recall is not None else None
+        out["f1"] = (f1, None, None)
+        auc = finite_or_none(r["auc"]) if int(r["auc_pos"]) and int(r["auc_neg"]) else None
         out["roc_auc"] = (auc, *_hanley_mcneil(auc, int(r["auc_pos"]), int(r["auc_neg"]), z))
     else:
         per_class = [(int(tp), int(fp), int(fn)) for _, _, tp, fp, fn in classes]
@@ -166,12 +161,8 @@ def _metrics(model: ModelSpec, r: dict[str, Any], classes: list[tuple[Any, ...]]
         out["precision"], out["recall"] = (precision, None, None), (recall, None, None)
         f1s = [2 * p * q / (p + q) if p + q else 0.0 for p, q in zip(precisions, recalls, strict=True)]
         out["f1"] = (sum(f1s) / len(f1s) if f1s else None, None, None)
-    if model.task is Task.BINARY:
-        precision, recall = out["precision"][0], out["recall"][0]
-        f1 = 2 * precision * recall / (precision + recall) if precision is not None and recall and precision + recall else None
-        out["f1"] = (f1, None, None)
-    ll = _num(r["ll"])
-    out["log_loss"] = (ll, *_mean_ci(ll, _num(r["ll_sd"]), int(r["ll_n"]), z))
+    ll = finite_or_none(r["ll"])
+    out["log_loss"] = (ll, *_mean_ci(ll, finite_or_none(r["ll_sd"]), int(r["ll_n"]), z))
     return out
 
 
