@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from detectors.config import ModelSpec
 from detectors.run import STAGES, RunResult, run_stage
-from detectors.schedule import stage_horizon, window_containing, windows_between
+from detectors.schedule import last_complete_window, windows_between
 from detectors.sources import Window
 from driftline.progress import Progress
 
@@ -24,11 +24,7 @@ from driftline.progress import Progress
 def planned_windows(model: ModelSpec, stage: str, *, start: dt.datetime | None, end: dt.datetime | None,
                     now: dt.datetime, grace: timedelta) -> list[Window]:
     if start is None or end is None:
-        horizon = stage_horizon(model, stage, now, grace)
-        last = window_containing(horizon, model.window)
-        if last.end > horizon:
-            last = Window(last.start - model.window, last.start)
-        return [last]
+        return [last_complete_window(model, stage, now, grace)]
     return list(windows_between(start, end, model.window))
 
 

@@ -10,7 +10,7 @@ come from the full window (`drift_results`); the report is for looking.
 from __future__ import annotations
 
 import datetime as dt
-from datetime import timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from detectors.aggregates import DETECTOR_SETTINGS
 from detectors.config import ModelSpec
-from detectors.schedule import window_containing
+from detectors.schedule import last_complete_window
 from detectors.sources import (
     ALL_ROWS,
     Query,
@@ -30,12 +30,6 @@ from detectors.sources import (
 from detectors.summaries import ColumnType
 
 MAX_SAMPLE_ROWS = 1_000_000
-
-
-def latest_window(model: ModelSpec, now: dt.datetime | None = None) -> Window:
-    now = now or dt.datetime.now(timezone.utc)
-    current = window_containing(now, model.window)
-    return Window(current.start - model.window, current.start)
 
 
 def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,7 +57,9 @@ def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None,
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    window = Window(start, end) if start is not None and end is not None else latest_window(model)
+    now = dt.datetime.now(timezone.utc)
+    window = Window(start, end) if start is not None and end is not None else last_complete_window(
+        model, "drift", now, timedelta(0))
     reference, current = sample_frames(client, model, window, sample_rows)
     if reference.empty or current.empty:
         empty = "reference" if reference.empty else "current window"

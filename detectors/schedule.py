@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=timezone.utc)
 DONE = ("ok", "no_data")
+"""Run statuses that finish a window; `error` and `insufficient_data` (labels still coming) are retried."""
 
 
 def window_containing(t: dt.datetime, length: timedelta) -> Window:
@@ -52,22 +53,26 @@ def stage_horizon(model: ModelSpec, stage: str, now: dt.datetime, grace: timedel
     return now - grace - delay
 
 
+def last_complete_window(model: ModelSpec, stage: str, now: dt.datetime, grace: timedelta) -> Window:
+    """The latest aligned window that is over (plus grace, plus the label delay for performance)."""
+    horizon = stage_horizon(model, stage, now, grace)
+    last = window_containing(horizon, model.window)
+    return last if last.end <= horizon else Window(last.start - model.window, last.start)
+
+
 def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, *, grace: timedelta,
                 catchup_windows: int) -> list[Window]:
     """Complete windows of the look-back with no finished run of this stage, oldest first."""
-    horizon = stage_horizon(model, stage, now, grace)
-    last = window_containing(horizon, model.window)
-    if last.end > horizon:
-        last = Window(last.start - model.window, last.start)
+    last = last_complete_window(model, stage, now, grace)
     first_start = last.start - model.window * (catchup_windows - 1)
     candidates = list(windows_between(first_start, last.end, model.window))
     done = {
         row[0]
         for row in client.query(
             f"SELECT DISTINCT window_start FROM detector_runs WHERE model = {{m:String}} AND stage = {{st:String}} "
-            f"AND status IN ('ok', 'no_data') AND window_start >= {{s:{TS}}} "
+            f"AND status IN {{done:Array(String)}} AND window_start >= {{s:{TS}}} "
             f"AND dateDiff('millisecond', window_start, window_end) = {{len:Int64}}",
-            parameters={"m": model.name, "st": stage, "s": first_start,
+            parameters={"m": model.name, "st": stage, "s": first_start, "done": list(DONE),
                         "len": int(model.window.total_seconds() * 1000)},
         ).result_rows
     }
