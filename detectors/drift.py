@@ -119,7 +119,7 @@ def needs_of(model: ModelSpec, plans: dict[str, ColumnPlan]) -> Needs:
                 needs.counts.add(name)
             elif need == "bins":
                 needs.bins.add((name, method.sturges_basis))
-            elif method.name in ("anderson", "cramer_von_mises") or max(
+            elif method.exact_only or max(
                 p.reference_count, p.current_count
             ) <= model.drift.exact_max_rows:
                 needs.exact_cdf.add(name)

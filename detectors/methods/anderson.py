@@ -81,5 +81,6 @@ ANDERSON = DriftMethod(
     default_threshold=0.1,
     kind="p_value",
     needs="cdf",
+    exact_only=True,
     compute=compute,
 )

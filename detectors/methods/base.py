@@ -66,6 +66,7 @@ class DriftMethod:
     compute: Callable[[Summary, float], DriftScore]
     counts_up_to: int | None = None
     sturges_basis: Literal["pooled_rows", "pooled_distinct"] = "pooled_rows"
+    exact_only: bool = False  # needs rank sums that bins cannot give: always computed on every distinct value
 
     def needs_for(self, column_type: ColumnType, reference_distinct: int) -> Needs:
         """The summary to build for a column of this type with this many distinct reference values.

@@ -94,5 +94,6 @@ CRAMER_VON_MISES = DriftMethod(
     default_threshold=0.1,
     kind="p_value",
     needs="cdf",
+    exact_only=True,
     compute=compute,
 )
