@@ -108,32 +108,45 @@ def _rows(model: ModelSpec, reference: str, frame: pd.DataFrame, first_row: int,
     return out
 
 
+def _batches(model: ModelSpec, reference: str, path: Path, *, prediction_column: str, label_column: str,
+             proba_prefix: str) -> Iterator[list[list[Any]]]:
+    """The file's rows, typed and validated, one chunk at a time."""
+    row = 0
+    prediction = label = None
+    for i, frame in enumerate(_chunks(path)):
+        if i == 0:
+            columns = set(frame.columns)
+            missing = [name for name in model.features if name not in columns]
+            if missing:
+                raise ReferenceError(f"{path}: model {model.name!r} needs feature column(s) {', '.join(missing)}; "
+                                     f"the file has {', '.join(sorted(columns))}")
+            prediction = prediction_column if prediction_column in columns else None
+            label = label_column if label_column in columns else None
+        yield _rows(model, reference, frame, row, prediction=prediction, label=label, proba_prefix=proba_prefix)
+        row += len(frame)
+
+
 def upload(client: Client, model: ModelSpec, reference: str, path: Path, *, prediction_column: str = "prediction",
            label_column: str = "label", proba_prefix: str = "proba_", show_progress: bool = True) -> UploadResult:
-    """Validate the whole file, then replace the reference `reference` of `model` with it."""
+    """Validate the whole file, then replace the reference `reference` of `model` with it.
+
+    The file is read twice, a chunk at a time: once to validate every row (nothing is written if one is
+    bad), once to insert. Memory holds one chunk, however large the sample.
+    """
     validate_identifier(reference, what="reference name")
     if not path.exists():
         raise ReferenceError(f"{path}: no such file")
-    chunks = list(_chunks(path))  # validated before anything is written
-    if not chunks or sum(len(c) for c in chunks) == 0:
+    options = {"prediction_column": prediction_column, "label_column": label_column, "proba_prefix": proba_prefix}
+    chunks = rows = 0
+    for batch in _batches(model, reference, path, **options):
+        chunks, rows = chunks + 1, rows + len(batch)
+    if rows == 0:
         raise ReferenceError(f"{path}: the file has no rows")
-    columns = set(chunks[0].columns)
-    missing = [name for name in model.features if name not in columns]
-    if missing:
-        raise ReferenceError(
-            f"{path}: model {model.name!r} needs feature column(s) {', '.join(missing)}; the file has {', '.join(sorted(columns))}"
-        )
-    prediction = prediction_column if prediction_column in columns else None
-    label = label_column if label_column in columns else None
-    batches, row = [], 0
-    for frame in chunks:
-        batches.append(_rows(model, reference, frame, row, prediction=prediction, label=label, proba_prefix=proba_prefix))
-        row += len(frame)
     client.command("DELETE FROM reference_rows WHERE model = {m:String} AND reference = {r:String}",
                    parameters={"m": model.name, "r": reference})
-    progress = Progress(len(batches), f"upload {model.name}/{reference}") if show_progress else None
-    for batch in batches:
+    progress = Progress(chunks, f"upload {model.name}/{reference}") if show_progress else None
+    for batch in _batches(model, reference, path, **options):
         client.insert("reference_ingest", batch, column_names=INGEST_COLUMNS)
         if progress is not None:
             progress.advance()
-    return UploadResult(model.name, reference, row)
+    return UploadResult(model.name, reference, rows)
