@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from detectors.methods.registry import METHODS, get_method
+from detectors.methods.registry import get_method
 from detectors.summaries import ColumnType
 from driftline.durations import parse_duration
 from driftline.names import validate_identifier
@@ -378,7 +378,3 @@ def registry_from_yaml(doc: LocatedYaml) -> Registry:
 def load_registry(path: Path) -> Registry:
     """The registry in `path`; `ConfigError` with every problem found, each with its line."""
     return registry_from_yaml(load_yaml(path))
-
-
-def method_names() -> list[str]:
-    return sorted(METHODS)

@@ -29,20 +29,3 @@ def parse_duration(value: object) -> timedelta:
     if not text or pos != len(text):
         raise ValueError(f"expected a duration like 15m, 1h or 7d, got {value!r}")
     return timedelta(seconds=total)
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling of `value` in the units above (`5400s` -> `1h30m`)."""
-    seconds = value.total_seconds()
-    if seconds == 0:
-        return "0s"
-    out, rest = [], seconds
-    for unit in ("d", "h", "m", "s"):
-        size = _UNITS[unit]
-        count = int(rest // size)
-        if count:
-            out.append(f"{count}{unit}")
-            rest -= count * size
-    if rest:
-        out.append(f"{round(rest * 1000)}ms")
-    return "".join(out)
