@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from detectors.config import ModelSpec, Registry
 from detectors.run import RunResult, run_stage
-from detectors.sources import TS, Window
+from detectors.sources import TS, Window, label_horizon
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,47 @@ def last_complete_window(model: ModelSpec, stage: str, now: dt.datetime, grace: 
 
 def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, *, grace: timedelta,
                 catchup_windows: int) -> list[Window]:
-    """Complete windows of the look-back with no finished run of this stage, oldest first."""
+    """Complete windows of the look-back with no finished run of this stage, oldest first.
+
+    A finished performance window is due again when labels for it were ingested after its last
+    finished run started: late labels keep arriving after a first verdict, and the verdict must
+    count them (recomputing replaces the window's results).
+    """
     last = last_complete_window(model, stage, now, grace)
     first_start = last.start - model.window * (catchup_windows - 1)
     candidates = list(windows_between(first_start, last.end, model.window))
-    done = {
-        row[0]
-        for row in client.query(
-            f"SELECT DISTINCT window_start FROM detector_runs WHERE model = {{m:String}} AND stage = {{st:String}} "
-            f"AND status IN {{done:Array(String)}} AND window_start >= {{s:{TS}}} "
-            f"AND dateDiff('millisecond', window_start, window_end) = {{len:Int64}}",
-            parameters={"m": model.name, "st": stage, "s": first_start, "done": list(DONE),
-                        "len": int(model.window.total_seconds() * 1000)},
+    window_ms = int(model.window.total_seconds() * 1000)
+    finished = {
+        _utc(start): _utc(started)
+        for start, started in client.query(
+            f"SELECT window_start, max(started_at) FROM detector_runs WHERE model = {{m:String}} "
+            f"AND stage = {{st:String}} AND status IN {{done:Array(String)}} AND window_start >= {{s:{TS}}} "
+            f"AND dateDiff('millisecond', window_start, window_end) = {{len:Int64}} GROUP BY window_start",
+            parameters={"m": model.name, "st": stage, "s": first_start, "done": list(DONE), "len": window_ms},
         ).result_rows
     }
-    done_starts = {d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d for d in done}
-    return [w for w in candidates if w.start not in done_starts]
+    if stage == "performance" and finished:
+        finished = {start: started for start, started in finished.items()
+                    if start not in _relabelled(client, model, finished)}
+    return [w for w in candidates if w.start not in finished]
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+def _relabelled(client: Client, model: ModelSpec, finished: dict[dt.datetime, dt.datetime]) -> set[dt.datetime]:
+    """Finished windows with a label (in the window's label range) ingested after that window's run started."""
+    starts = sorted(finished)
+    reach = model.window + label_horizon(model)
+    rows = client.query(
+        f"SELECT w, max(ingested_at) FROM labels ARRAY JOIN {{starts:Array({TS})}} AS w "
+        f"WHERE model = {{m:String}} AND ts >= {{lo:{TS}}} AND ts < {{hi:{TS}}} AND ingested_at > {{since:{TS}}} "
+        f"AND ts >= w AND ts < w + toIntervalMillisecond({{reach:Int64}}) GROUP BY w",
+        parameters={"m": model.name, "starts": starts, "lo": starts[0], "hi": starts[-1] + reach,
+                    "since": min(finished.values()), "reach": int(reach.total_seconds() * 1000)},
+    ).result_rows
+    return {_utc(w) for w, latest in rows if _utc(latest) > finished[_utc(w)]}
 
 
 class DetectorScheduler:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.replay import write_events
 from detectors import aggregates
 from detectors.config import Registry, registry_from_yaml
 from detectors.schedule import (
@@ -16,6 +17,7 @@ from detectors.schedule import (
     window_containing,
     windows_between,
 )
+from driftline.contracts import EventKind, LabelEvent, PredictionEvent, encode_event
 from driftline.store import connect
 from driftline.yamlfile import LocatedYaml
 
@@ -82,3 +84,41 @@ def test_start_names_registry_references_that_were_never_uploaded(base_settings)
     reg = registry_from_yaml(LocatedYaml(Path("test"), {"models": models}))
     scheduler = DetectorScheduler(reg, lambda: connect(base_settings), grace=dt.timedelta(0), catchup_windows=1)
     assert scheduler.missing_references() == [f"noref-{tag}/train-v9"]
+
+
+def test_labels_arriving_after_a_performance_verdict_reopen_that_window(base_settings, store) -> None:  # type: ignore[no-untyped-def]
+    """A window judged on half of its labels is recomputed once the rest arrive, and then left alone."""
+    name = f"late-{uuid.uuid4().hex[:6]}"
+    model = registry_from_yaml(LocatedYaml(Path("test"), {"models": [{
+        "name": name, "task": "regression", "features": {"x": "numeric"}, "window": "10m",
+        "reference": {"rolling": {"offset": "1d"}}, "performance": {"min_rows": 50}}]})).models[0]
+    now = dt.datetime.now(UTC)
+    window = window_containing(now, dt.timedelta(minutes=10))
+    window = type(window)(window.start - dt.timedelta(minutes=10), window.start)  # the last complete one
+    step = dt.timedelta(minutes=10) / 201
+    preds = [encode_event(PredictionEvent(event_id=f"{name}-{i}", model=name, model_version="1",
+                                          ts=window.start + step * (i + 1), features={"x": float(i)},
+                                          prediction=float(i))) for i in range(200)]
+    labels = [encode_event(LabelEvent(event_id=f"{name}-{i}", model=name, ts=window.start + step * (i + 1),
+                                      label=float(i))) for i in range(200)]
+    assert write_events(store, EventKind.PREDICTION, preds, source=f"{name}-p")[1] == 0
+    assert write_events(store, EventKind.LABEL, labels[:100], source=f"{name}-l1")[1] == 0
+
+    scheduler = DetectorScheduler(Registry(models=[model]), lambda: connect(base_settings),
+                                  grace=dt.timedelta(0), catchup_windows=1)
+
+    def labelled() -> list[int]:
+        return [r[0] for r in store.query(
+            "SELECT labelled_rows FROM performance_results FINAL WHERE model = {m:String} AND metric = 'mae'",
+            parameters={"m": name}).result_rows]
+
+    first = [r.status for r in scheduler.tick(model, now=now) if r.stage == "performance"]
+    assert first == ["ok"] and labelled() == [100]
+    assert due_windows(store, model, "performance", now, grace=dt.timedelta(0), catchup_windows=1) == []
+
+    assert write_events(store, EventKind.LABEL, labels[100:], source=f"{name}-l2")[1] == 0
+    again = due_windows(store, model, "performance", now, grace=dt.timedelta(0), catchup_windows=1)
+    assert again == [window]
+    assert [r.status for r in scheduler.tick(model, now=now) if r.stage == "performance"] == ["ok"]
+    assert labelled() == [200]
+    assert due_windows(store, model, "performance", now, grace=dt.timedelta(0), catchup_windows=1) == []
