@@ -15,14 +15,28 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from alerts.inhibit import DEFAULT_INHIBIT, InhibitRule
 from alerts.lifecycle import Thresholds
 from alerts.payload import PRESETS
 from detectors.config import Registry
 from driftline.durations import parse_duration
 from driftline.names import validate_identifier
-from driftline.yamlfile import ConfigError, FieldError, LocatedYaml, describe_validation_error, load_yaml
+from driftline.yamlfile import (
+    ConfigError,
+    FieldError,
+    LocatedYaml,
+    describe_validation_error,
+    load_yaml,
+)
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Name = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]
@@ -38,7 +52,15 @@ def _one_source(values: dict[str, object], names: tuple[str, ...], what: str, *,
         raise ValueError(f"give exactly one of {', '.join(names)} for the {what} (got {', '.join(given) or 'none'})")
 
 
-class EmailChannel(Strict):
+class Retries(Strict):
+    """How a channel's outbox retries a failing delivery before dead-lettering it."""
+
+    max_attempts: int = Field(8, ge=1, le=100, description="Attempts before the delivery is dead-lettered.")
+    backoff: Duration = Field(timedelta(seconds=2), description="Base of the exponential backoff (full jitter).")
+    backoff_cap: Duration = Field(timedelta(minutes=10), description="Longest wait between two attempts.")
+
+
+class EmailChannel(Retries):
     type: Literal["email"]
     to: tuple[str, ...] = Field(min_length=1)
     smtp_host: str = "localhost"
@@ -48,9 +70,11 @@ class EmailChannel(Strict):
     password_env: str | None = None
     password_file: Path | None = None
     sender: str = "driftline@localhost"
+    timeout: Duration = timedelta(seconds=15)
+    attach_report: bool = Field(True, description="Attach the Evidently drift report to drift alert emails.")
 
     @model_validator(mode="after")
-    def _check(self) -> "EmailChannel":
+    def _check(self) -> EmailChannel:
         for address in (*self.to, self.sender):
             if "@" not in address or any(c in address for c in "\r\n,;<>"):
                 raise ValueError(f"{address!r} is not a single email address")
@@ -59,7 +83,7 @@ class EmailChannel(Strict):
         return self
 
 
-class WebhookChannel(Strict):
+class WebhookChannel(Retries):
     type: Literal["webhook"]
     url: str | None = None
     url_file: Path | None = None
@@ -67,11 +91,10 @@ class WebhookChannel(Strict):
     secret_env: str | None = None
     secret_file: Path | None = None
     timeout: Duration = timedelta(seconds=10)
-    max_attempts: int = Field(8, ge=1, le=100)
     cooldown: Duration = Field(timedelta(hours=6), description="At most one retrain trigger per model per cooldown.")
 
     @model_validator(mode="after")
-    def _check(self) -> "WebhookChannel":
+    def _check(self) -> WebhookChannel:
         _one_source(self.__dict__, ("url", "url_file"), "webhook URL", required=True)
         _one_source(self.__dict__, ("secret_env", "secret_file"), "signing secret", required=True)
         if self.url is not None and not self.url.startswith(("http://", "https://")):
@@ -104,7 +127,10 @@ class Quality(Strict):
 
 
 class Infra(Strict):
+    """A metric of the metrics topic (e.g. `latency_p99_ms`, `error_rate`, `throughput`), aggregated per window."""
+
     metric: Name
+    aggregate: Literal["avg", "max", "min", "sum", "p99"] = "avg"
     fire_above: float | None = None
     clear_below: float | None = None
     fire_below: float | None = None
@@ -119,7 +145,7 @@ class Infra(Strict):
         return Thresholds(self.fire_below, clear, "below")
 
     @model_validator(mode="after")
-    def _check(self) -> "Infra":
+    def _check(self) -> Infra:
         if (self.fire_above is None) == (self.fire_below is None):
             raise ValueError("give exactly one of fire_above or fire_below")
         self.thresholds()  # the clearing threshold must leave a band on the good side
@@ -136,7 +162,7 @@ class Condition(Strict):
     infra: Infra | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "Condition":
+    def _one(self) -> Condition:
         given = [k for k, v in self.__dict__.items() if v is not None]
         if len(given) != 1:
             raise ValueError(f"a rule has exactly one condition (got {', '.join(given) or 'none'}); "
@@ -146,6 +172,10 @@ class Condition(Strict):
         if self.performance_drop is not None:
             Thresholds(self.performance_drop.fire_drop, self.performance_drop.clear_drop)
         return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k, v in self.__dict__.items() if v is not None)
 
 
 class Rule(Strict):
@@ -160,13 +190,28 @@ class Rule(Strict):
     routes: tuple[Name, ...] = Field(min_length=1)
     labels: dict[Name, str] = Field(default_factory=dict)
 
+    def thresholds(self) -> Thresholds:
+        """Feature drift and quality are verdicts (1 bad, 0 good); the others have their own thresholds."""
+        w = self.when
+        if w.dataset_drift is not None:
+            return Thresholds(w.dataset_drift.fire_share, w.dataset_drift.clear_share)
+        if w.performance_drop is not None:
+            return Thresholds(w.performance_drop.fire_drop, w.performance_drop.clear_drop)
+        if w.infra is not None:
+            return w.infra.thresholds()
+        return Thresholds(1.0, 1.0)
+
+
+KINDS = ("dataset_drift", "feature_drift", "performance_drop", "quality", "infra")
+
 
 class AlertConfig(Strict):
     channels: dict[Name, Channel]
     rules: tuple[Rule, ...] = ()
+    inhibit: tuple[InhibitRule, ...] = DEFAULT_INHIBIT
 
     @model_validator(mode="after")
-    def _graph(self) -> "AlertConfig":
+    def _graph(self) -> AlertConfig:
         seen: set[str] = set()
         for i, rule in enumerate(self.rules):
             if rule.name in seen:
@@ -176,7 +221,15 @@ class AlertConfig(Strict):
                 if route not in self.channels:
                     known = ", ".join(self.channels) or "none"
                     raise FieldError(("rules", i, "routes", j), f"route {route!r} names no channel (channels: {known})")
+        for i, inhibit in enumerate(self.inhibit):
+            for side in ("source", "target"):
+                if getattr(inhibit, side) not in KINDS:
+                    raise FieldError(("inhibit", i, side), f"unknown condition kind {getattr(inhibit, side)!r}; "
+                                                           f"use one of {', '.join(KINDS)}")
         return self
+
+    def rules_of(self, model: str) -> list[Rule]:
+        return [r for r in self.rules if r.model == model]
 
 
 def check_against_registry(config: AlertConfig, registry: Registry, doc: LocatedYaml | None = None) -> None:

@@ -51,8 +51,7 @@ class WebhookSecret:
             key = secret
         else:
             text = secret.strip()
-            if text.startswith(SECRET_PREFIX):
-                text = text[len(SECRET_PREFIX):]
+            text = text.removeprefix(SECRET_PREFIX)
             try:
                 key = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):

@@ -9,7 +9,6 @@ authentication) are final. The password is held as a SecretStr and never reaches
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
@@ -87,5 +86,5 @@ class EmailNotifier:
             return Outcome(False, temporary, f"refused recipients: {', '.join(sorted(exc.recipients))}")
         except smtplib.SMTPNotSupportedError:
             return Outcome(False, False, "the server does not support STARTTLS or AUTH as configured")
-        except (smtplib.SMTPException, ssl.SSLError, socket.timeout, TimeoutError, OSError) as exc:
+        except (smtplib.SMTPException, ssl.SSLError, TimeoutError, OSError) as exc:
             return Outcome(False, True, f"unreachable: {type(exc).__name__}")

@@ -7,7 +7,6 @@ neither the secret nor the response body reach an error message.
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 
@@ -43,7 +42,7 @@ class WebhookNotifier:
                 return http_outcome(response.status)
         except urllib.error.HTTPError as exc:
             return http_outcome(exc.code)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return Outcome(False, True, "timeout")
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

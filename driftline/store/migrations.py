@@ -343,6 +343,102 @@ MIGRATIONS = MIGRATIONS + (
     ),
 )
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        3,
+        "alerts: alert states, audit trail, silences, notification outbox and attempts",
+        (
+            # One row per alert (fingerprint) and change; the latest `updated_at` wins (read with FINAL).
+            """CREATE TABLE IF NOT EXISTS alert_states (
+                fingerprint String,
+                rule LowCardinality(String),
+                model LowCardinality(String),
+                model_version LowCardinality(String),
+                kind LowCardinality(String),
+                subject String,
+                severity LowCardinality(String),
+                labels Map(String, String),
+                status LowCardinality(String),
+                bad_streak UInt32,
+                good_streak UInt32,
+                active_since Nullable(DateTime64(3, 'UTC')),
+                evaluated_until Nullable(DateTime64(3, 'UTC')),
+                last_value Nullable(Float64),
+                last_window_start Nullable(DateTime64(3, 'UTC')),
+                last_window_end Nullable(DateTime64(3, 'UTC')),
+                notified_firing_at Nullable(DateTime64(3, 'UTC')),
+                notifications UInt32,
+                muted String,
+                updated_at DateTime64(6, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY (model, fingerprint)""",
+            # The audit trail: every transition, suppression, notification and human action.
+            """CREATE TABLE IF NOT EXISTS alert_events (
+                at DateTime64(3, 'UTC'),
+                fingerprint String,
+                rule LowCardinality(String),
+                model LowCardinality(String),
+                model_version LowCardinality(String),
+                event LowCardinality(String),
+                actor String,
+                window_start Nullable(DateTime64(3, 'UTC')),
+                window_end Nullable(DateTime64(3, 'UTC')),
+                value Nullable(Float64),
+                detail String
+            ) ENGINE = MergeTree
+            PARTITION BY toYYYYMM(at)
+            ORDER BY (model, at)""",
+            """CREATE TABLE IF NOT EXISTS silences (
+                id String,
+                matchers Array(Tuple(name String, op String, value String)),
+                author String,
+                comment String,
+                starts_at DateTime64(3, 'UTC'),
+                ends_at DateTime64(3, 'UTC'),
+                created_at DateTime64(3, 'UTC'),
+                updated_at DateTime64(6, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY id""",
+            # The outbox: a delivery's body is written once; its status row is replaced on each attempt.
+            """CREATE TABLE IF NOT EXISTS outbox_bodies (
+                delivery_id String,
+                body String,
+                created_at DateTime64(3, 'UTC')
+            ) ENGINE = MergeTree
+            ORDER BY delivery_id""",
+            """CREATE TABLE IF NOT EXISTS outbox (
+                delivery_id String,
+                channel LowCardinality(String),
+                kind LowCardinality(String),
+                model LowCardinality(String),
+                event LowCardinality(String),
+                fingerprints Array(String),
+                subject String,
+                status LowCardinality(String),
+                attempts UInt32,
+                next_attempt_at DateTime64(3, 'UTC'),
+                last_error String,
+                created_at DateTime64(3, 'UTC'),
+                updated_at DateTime64(6, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY delivery_id""",
+            """CREATE TABLE IF NOT EXISTS delivery_attempts (
+                delivery_id String,
+                attempt UInt32,
+                channel LowCardinality(String),
+                model LowCardinality(String),
+                at DateTime64(3, 'UTC'),
+                outcome LowCardinality(String),
+                detail String,
+                duration_ms Float64,
+                actor String
+            ) ENGINE = MergeTree
+            PARTITION BY toYYYYMM(at)
+            ORDER BY (delivery_id, at)""",
+        ),
+    ),
+)
+
 
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")

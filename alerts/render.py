@@ -1,0 +1,142 @@
+"""What a notification says: the email (subject, text and HTML) and the retrain request of a group of alerts.
+
+One notification per model and channel per evaluation pass, listing every
+alert of the group: which model and version, which rule, which features or
+metrics, how far (statistic against threshold, metric against baseline),
+since when, and links to the Grafana dashboard and the drift report. Every
+name is escaped for HTML; the subject is a header, and `EmailMessage`
+refuses line breaks in it.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from clickhouse_connect.driver.client import Client
+
+from alerts.payload import DriftedFeature, Links, MetricDrop, RetrainRequest
+from alerts.payload import Window as PayloadWindow
+from alerts.store import AlertRecord
+from detectors.sources import TS, Window
+
+MODEL_DASHBOARD_UID = "driftline-model"
+REASONS = {"dataset_drift": "dataset_drift", "feature_drift": "feature_drift", "performance_drop": "performance_drop",
+           "quality": "data_quality", "infra": "data_quality"}
+
+
+@dataclass
+class Notice:
+    """One alert inside a notification, with the evidence of its latest window."""
+
+    record: AlertRecord
+    event: str  # firing | resolved
+    window: Window
+    value: float | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def links(model: str, window: Window, *, grafana_url: str | None, public_url: str | None) -> Links:
+    span = {"from": int((window.start - (window.end - window.start) * 6).timestamp() * 1000),
+            "to": int(window.end.timestamp() * 1000)}
+    dashboard = (f"{grafana_url.rstrip('/')}/d/{MODEL_DASHBOARD_UID}/model?"
+                 f"{urlencode({'var-model': model, **span})}") if grafana_url else None
+    report = (f"{public_url.rstrip('/')}/models/{quote(model, safe='')}/report?"
+              f"{urlencode({'start': window.start.isoformat(), 'end': window.end.isoformat()})}") if public_url else None
+    return Links(dashboard=dashboard, report=report)
+
+
+def drifted_features(client: Client, model: str, window: Window, limit: int = 50) -> list[DriftedFeature]:
+    rows = client.query(
+        f"SELECT column, method, score, threshold, p_value FROM drift_results FINAL WHERE model = {{m:String}} "
+        f"AND segment = '' AND column_role != 'dataset' AND drifted = 1 AND window_start = {{s:{TS}}} "
+        f"AND window_end = {{e:{TS}}} ORDER BY column LIMIT {{n:UInt32}}",
+        parameters={"m": model, "s": window.start, "e": window.end, "n": limit}).result_rows
+    return [DriftedFeature(name=c, method=m, score=float(s if s is not None else 0.0), threshold=float(t), p_value=p)
+            for c, m, s, t, p in rows]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def describe(n: Notice) -> str:
+    """One line: what is wrong (or fine again) and by how much."""
+    r, d = n.record, n.detail
+    if n.event == "resolved":
+        return f"{r.rule}: resolved ({r.kind.replace('_', ' ')} {r.subject or ''} back within bounds)".replace("  ", " ")
+    if r.kind == "dataset_drift":
+        return f"{r.rule}: {_fmt(n.value and n.value * 100)}% of features drifted"
+    if r.kind == "feature_drift":
+        return (f"{r.rule}: feature {r.subject} drifted ({d.get('method')} {_fmt(d.get('score'))}, "
+                f"threshold {_fmt(d.get('threshold'))})")
+    if r.kind == "performance_drop":
+        return (f"{r.rule}: {r.subject} {_fmt(d.get('value'))} against baseline {_fmt(d.get('baseline'))} "
+                f"(drop {_fmt(n.value)}, {d.get('labelled_rows', 0)} labels)")
+    if r.kind == "quality":
+        cols = ", ".join(d.get("columns") or []) or "the model"
+        return f"{r.rule}: {r.subject} failed on {cols} (worst {_fmt(d.get('value'))}, threshold {_fmt(d.get('threshold'))})"
+    return f"{r.rule}: {r.subject} = {_fmt(n.value)}"
+
+
+def email_content(model: str, version: str, notices: list[Notice], features: list[DriftedFeature],
+                  link: Links) -> tuple[str, str, str]:
+    """(subject, text, html) of one email about `notices` of one model."""
+    firing = [n for n in notices if n.event == "firing"]
+    state = "FIRING" if firing else "RESOLVED"
+    worst = max((n.record.severity for n in notices), key=["info", "warning", "critical"].index)
+    headline = describe(notices[0]).split(": ", 1)[-1]
+    more = f" (+{len(notices) - 1} more)" if len(notices) > 1 else ""
+    subject = f"[{state}] {worst}: model {model}: {headline}{more}"[:250]
+    lines = [f"Model {model} (version {version or 'unknown'})", ""]
+    for n in notices:
+        since = n.record.active_since.isoformat() if n.record.active_since else "n/a"
+        lines.append(f"- {describe(n)}")
+        lines.append(f"  window {n.window.start.isoformat()} to {n.window.end.isoformat()}; since {since}; "
+                     f"severity {n.record.severity}; alert {n.record.fingerprint}")
+    if features and firing:
+        lines += ["", "Drifted features in the latest window:"]
+        lines += [f"- {f.name}: {f.method} {_fmt(f.score)} (threshold {_fmt(f.threshold)}"
+                  f"{'' if f.p_value is None else f', p-value {_fmt(f.p_value)}'})" for f in features]
+    if link.dashboard:
+        lines += ["", f"Dashboard: {link.dashboard}"]
+    if link.report:
+        lines.append(f"Drift report: {link.report}")
+    text = "\n".join(lines) + "\n"
+
+    e = html.escape
+    items = "".join(
+        f"<li><b>{e(describe(n))}</b><br><small>window {e(n.window.start.isoformat())} to {e(n.window.end.isoformat())}"
+        f"; since {e(n.record.active_since.isoformat() if n.record.active_since else 'n/a')}; severity "
+        f"{e(n.record.severity)}</small></li>" for n in notices)
+    table = ""
+    if features and firing:
+        body = "".join(f"<tr><td>{e(f.name)}</td><td>{e(f.method)}</td><td>{e(_fmt(f.score))}</td>"
+                       f"<td>{e(_fmt(f.threshold))}</td><td>{e(_fmt(f.p_value))}</td></tr>" for f in features)
+        table = ("<h3>Drifted features in the latest window</h3><table border=1 cellpadding=4>"
+                 "<tr><th>feature</th><th>method</th><th>statistic</th><th>threshold</th><th>p-value</th></tr>"
+                 f"{body}</table>")
+    anchors = "".join(f'<p><a href="{e(url)}">{label}</a></p>' for label, url in
+                      (("Open the dashboard", link.dashboard), ("Open the drift report", link.report)) if url)
+    page = (f"<html><body><h2>[{state}] model {e(model)} (version {e(version or 'unknown')})</h2>"
+            f"<ul>{items}</ul>{table}{anchors}</body></html>")
+    return subject, text, page
+
+
+def retrain_request(delivery: str, model: str, version: str, notices: list[Notice], features: list[DriftedFeature],
+                    link: Links, owner: str | None) -> RetrainRequest:
+    first = notices[0]
+    worst = max((n.record.severity for n in notices), key=["info", "warning", "critical"].index)
+    drops = tuple(MetricDrop(metric=n.record.subject, value=float(n.detail["value"]), baseline=float(n.detail["baseline"]),
+                             labelled_rows=int(n.detail.get("labelled_rows") or 0))
+                  for n in notices if n.record.kind == "performance_drop" and n.detail.get("value") is not None
+                  and n.detail.get("baseline") is not None)
+    since = min((n.record.active_since for n in notices if n.record.active_since), default=first.window.end)
+    return RetrainRequest(
+        id=delivery, model=model, model_version=version, reason=REASONS[first.record.kind],  # type: ignore[arg-type]
+        severity=worst,  # type: ignore[arg-type]
+        window=PayloadWindow(start=first.window.start, end=first.window.end),
+        alert_fingerprint=first.record.fingerprint, firing_since=since, drifted_features=tuple(features),
+        performance=drops, links=link, owner=owner)

@@ -1,0 +1,141 @@
+"""What a rule looks at: one value per window (and per subject) read from the detector results.
+
+Every condition becomes a series of `Observation`s, oldest first, that the
+lifecycle steps through. A value of None means "no verdict" (no data, too
+few rows, no reference): the lifecycle holds the alert as it is.
+
+- dataset_drift: the share of drifted features (the `__dataset__` row);
+- feature_drift: 1.0 when the feature drifted in that window, else 0.0, one
+  subject per feature;
+- performance_drop: how far the metric fell below its reference baseline
+  (absolute for scores, relative for errors, as the detector judges it);
+  windows still waiting for labels stop the series, so a verdict is never
+  taken before its labels had a chance to arrive;
+- quality: 1.0 when the check failed on any column, else 0.0;
+- infra: the metric of the metrics topic aggregated over the window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from alerts.config import Rule
+from detectors.config import ModelSpec
+from detectors.performance import LOWER_IS_BETTER
+from detectors.results import DATASET_COLUMN
+from detectors.schedule import last_complete_window, windows_between
+from detectors.sources import TS, Window, label_horizon
+
+UTC = dt.timezone.utc
+JUDGED = ("ok", "drifted")
+PERFORMANCE_FINAL = ("ok", "degraded", "no_data", "no_baseline")
+
+
+@dataclass(frozen=True)
+class Observation:
+    window: Window
+    model_version: str
+    subject: str  # feature, metric or check; "" for model-level conditions
+    value: float | None
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _window(start: dt.datetime, end: dt.datetime) -> Window:
+    return Window(_utc(start), _utc(end))
+
+
+def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime) -> list[Observation]:
+    """Observations of windows ending after `since`, oldest first."""
+    kind = rule.when.kind
+    base = {"m": model.name, "since": since}
+    if kind == "dataset_drift":
+        rows = client.query(
+            f"SELECT window_start, window_end, model_version, score, status, current_rows FROM drift_results FINAL "
+            f"WHERE model = {{m:String}} AND segment = '' AND column = {{c:String}} AND window_end > {{since:{TS}}} "
+            f"ORDER BY window_start", parameters={**base, "c": DATASET_COLUMN}).result_rows
+        return [Observation(_window(s, e), v, "", score if status in JUDGED else None, {"status": status})
+                for s, e, v, score, status, _rows in rows]
+    if kind == "feature_drift":
+        assert rule.when.feature_drift is not None
+        rows = client.query(
+            f"SELECT window_start, window_end, model_version, column, drifted, status, method, score, threshold, "
+            f"p_value FROM drift_results FINAL WHERE model = {{m:String}} AND segment = '' AND column_role = 'feature' "
+            f"AND column IN {{cols:Array(String)}} AND window_end > {{since:{TS}}} ORDER BY window_start, column",
+            parameters={**base, "cols": list(rule.when.feature_drift.features)}).result_rows
+        return [Observation(_window(s, e), v, col, float(drifted) if status in JUDGED else None,
+                            {"status": status, "method": method, "score": score, "threshold": threshold,
+                             "p_value": p_value})
+                for s, e, v, col, drifted, status, method, score, threshold, p_value in rows]
+    if kind == "performance_drop":
+        assert rule.when.performance_drop is not None
+        metric = rule.when.performance_drop.metric
+        rows = client.query(
+            f"SELECT window_start, window_end, model_version, value, baseline, status, labelled_rows "
+            f"FROM performance_results FINAL WHERE model = {{m:String}} AND segment = '' AND metric = {{metric:String}} "
+            f"AND window_end > {{since:{TS}}} ORDER BY window_start", parameters={**base, "metric": metric}).result_rows
+        out = []
+        horizon = label_horizon(model)
+        for s, e, v, value, baseline, status, labelled in rows:
+            window = _window(s, e)
+            if status not in PERFORMANCE_FINAL and window.end + horizon > now:
+                break  # labels may still come: judge this window (and later ones) on a later pass
+            drop = None
+            if status in ("ok", "degraded") and value is not None and baseline is not None:
+                drop = (value - baseline) / baseline if metric in LOWER_IS_BETTER and baseline else baseline - value
+            out.append(Observation(window, v, metric, drop, {"status": status, "value": value, "baseline": baseline,
+                                                             "labelled_rows": labelled}))
+        return out
+    if kind == "quality":
+        assert rule.when.quality is not None
+        rows = client.query(
+            f"SELECT window_start, window_end, any(model_version), max(failed), countIf(status != 'no_data'), "
+            f"groupArrayIf(column, failed = 1), max(value), any(threshold) FROM quality_results FINAL "
+            f"WHERE model = {{m:String}} AND segment = '' AND check = {{check:String}} AND window_end > {{since:{TS}}} "
+            f"GROUP BY window_start, window_end ORDER BY window_start",
+            parameters={**base, "check": rule.when.quality.check}).result_rows
+        return [Observation(_window(s, e), v, rule.when.quality.check, float(failed) if judged else None,
+                            {"columns": list(cols), "value": worst, "threshold": threshold})
+                for s, e, v, failed, judged, cols, worst, threshold in rows]
+    assert rule.when.infra is not None
+    return _infra(client, rule, model, since, now)
+
+
+AGGREGATES = {
+    "avg": "avgIf(metrics[{k:String}], mapContains(metrics, {k:String}))",
+    "max": "maxIf(metrics[{k:String}], mapContains(metrics, {k:String}))",
+    "min": "minIf(metrics[{k:String}], mapContains(metrics, {k:String}))",
+    "sum": "sumIf(metrics[{k:String}], mapContains(metrics, {k:String}))",
+    "p99": "quantileIf(0.99)(metrics[{k:String}], mapContains(metrics, {k:String}))",
+}
+
+
+def _infra(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime) -> list[Observation]:
+    """Infra metrics have no detector: windows are the model's own, up to the last complete one."""
+    infra = rule.when.infra
+    assert infra is not None
+    last = last_complete_window(model, "drift", now, dt.timedelta(0))
+    windows = [w for w in windows_between(max(since, last.end - model.window * 48), last.end, model.window)
+               if w.end > since]
+    if not windows:
+        return []
+    length_ms = int(model.window.total_seconds() * 1000)
+    rows = client.query(
+        f"SELECT toStartOfInterval(ts, toIntervalMillisecond({{len:Int64}}), 'UTC') AS w, "
+        f"{AGGREGATES[infra.aggregate]}, countIf(mapContains(metrics, {{k:String}})) FROM infra_metrics "
+        f"WHERE model = {{m:String}} AND ts >= {{lo:{TS}}} AND ts < {{hi:{TS}}} GROUP BY w",
+        parameters={"m": model.name, "k": infra.metric, "len": length_ms, "lo": windows[0].start,
+                    "hi": windows[-1].end}).result_rows
+    values = {_utc(w): (value, count) for w, value, count in rows}
+    out = []
+    for window in windows:
+        value, count = values.get(window.start, (None, 0))
+        out.append(Observation(window, "", infra.metric, value if count else None, {"samples": count}))
+    return out
