@@ -110,13 +110,15 @@ class DetectorScheduler:
 
     def __init__(self, registry: Registry, client_factory: Callable[[], Client], *, grace: timedelta,
                  catchup_windows: int, workers: int = 2,
-                 on_result: Callable[[RunResult], None] | None = None) -> None:
+                 on_result: Callable[[RunResult], None] | None = None,
+                 after_tick: Callable[[ModelSpec, Client], None] | None = None) -> None:
         self.registry = registry
         self._client_factory = client_factory
         self._local = threading.local()
         self.grace = grace
         self.catchup_windows = catchup_windows
         self.on_result = on_result
+        self.after_tick = after_tick  # e.g. the alert evaluation of the model, on this thread's client
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -146,6 +148,11 @@ class DetectorScheduler:
                 results.append(result)
                 if self.on_result is not None:
                     self.on_result(result)
+        if self.after_tick is not None:
+            try:
+                self.after_tick(model, client)
+            except Exception:
+                log.exception("after-tick step failed", extra={"model": model.name})
         return results
 
     def missing_references(self) -> list[str]:

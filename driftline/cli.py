@@ -11,6 +11,9 @@ Subcommands:
   reference     upload a training sample as a model's reference (CSV or Parquet)
   report        an Evidently HTML drift report for a model and window
   models check  validate the model registry and print what it defines
+  alerts        check, list, history, evaluate, test   (see driftline/cli_alerts.py)
+  silence       add, list, expire
+  deliveries    list, replay, run (the notification outbox)
 """
 
 from __future__ import annotations
@@ -120,6 +123,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     stop = _install_stop_handlers()
     registry = _registry(settings) if settings.models_file.exists() else None  # refuse a bad one before starting
+    alert_config = None
+    if settings.alerts_file.exists():
+        from driftline.cli_alerts import load_alert_config
+
+        if registry is None:
+            raise ConfigError(f"{settings.alerts_file} exists but there is no model registry at {settings.models_file}")
+        alert_config, _ = load_alert_config(settings, registry=registry)
     migrate(connect(settings))
     broker = None
     if not settings.kafka_bootstrap_servers:
@@ -127,38 +137,69 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
     scheduler = None
+    dispatcher = None
     try:
         collector = Collector(settings, stop_event=stop)
-        scheduler = _start_detectors(settings, registry)
+        dispatcher = _start_dispatcher(settings, alert_config, stop)
+        scheduler = _start_detectors(settings, registry, alert_config, dispatcher)
         tune_gc_for_throughput()
-        _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0)
+        _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
+                      alerts=len(alert_config.rules) if alert_config else None)
         return 0 if collector.run() else 1
     finally:
+        stop.set()
         if scheduler is not None:
             scheduler.stop(wait=False)
+        if dispatcher is not None:
+            dispatcher[0].wake.set()
+            dispatcher[1].join(timeout=settings.shutdown_timeout_seconds)
         if broker is not None:
             broker.stop()
 
 
-def _start_detectors(settings: Settings, registry):  # type: ignore[no-untyped-def]
-    """The detector scheduler over the model registry, or None (and a log line) without one."""
+def _start_dispatcher(settings: Settings, alert_config, stop: threading.Event):  # type: ignore[no-untyped-def]
+    """The notification dispatcher on its own thread and store client, or None without alerts.yaml."""
+    from alerts.dispatch import Dispatcher
+
+    if alert_config is None:
+        return None
+    dispatcher = Dispatcher(connect(settings), alert_config)
+    thread = threading.Thread(target=dispatcher.run, args=(stop,), kwargs={"poll_seconds": settings.outbox_poll_seconds},
+                              name="dispatcher", daemon=True)
+    thread.start()
+    return dispatcher, thread
+
+
+def _start_detectors(settings: Settings, registry, alert_config=None, dispatcher=None):  # type: ignore[no-untyped-def]
+    """The detector scheduler over the model registry (evaluating alerts after each tick), or None without one."""
+    from alerts.evaluate import Evaluator
     from detectors.schedule import DetectorScheduler
 
     if registry is None:
         log.info("no model registry; detectors idle until one exists", extra={"models_file": str(settings.models_file)})
         return None
+
+    def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
+        result = Evaluator(client, registry, alert_config, grafana_url=settings.grafana_url,
+                           public_url=settings.public_url, catchup_windows=settings.detector_catchup_windows,
+                           ).evaluate(model.name)
+        if result.queued and dispatcher is not None:
+            dispatcher[0].wake.set()
+
     scheduler = DetectorScheduler(
         registry, lambda: connect(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
         catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,
+        after_tick=evaluate_alerts if alert_config is not None else None,
     )
     scheduler.start()
     return scheduler
 
 
-def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0) -> None:
+def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0, alerts: int | None = None) -> None:
     where = "local broker (in-memory, stops with this process)" if local_broker else "Kafka"
     detectors = (f"{models} model(s) from {settings.models_file}" if models
                  else f"idle (no registry at {settings.models_file})")
+    alerting = f"{alerts} rule(s) from {settings.alerts_file}" if alerts is not None else f"off (no {settings.alerts_file})"
     print(
         f"Driftline is up.\n"
         f"  Kafka bootstrap servers : {settings.kafka_bootstrap_servers}   [{where}]\n"
@@ -166,6 +207,7 @@ def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0) ->
         f"metrics={settings.topic_metrics}\n"
         f"  ClickHouse              : {settings.redacted_clickhouse_url()} (database {settings.database})\n"
         f"  detectors               : {detectors}\n"
+        f"  alerts                  : {alerting}\n"
         f"Send a first event:  driftline send-example --bootstrap-servers {settings.kafka_bootstrap_servers}\n"
         f"Stop with Ctrl-C; then `driftline db status` shows what was stored.",
         flush=True,
@@ -298,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         if kafka:
             p.add_argument("--bootstrap-servers", help="overrides DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS")
 
+    from driftline.cli_alerts import add_parsers
+
+    add_parsers(sub, common)
     p = sub.add_parser("up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)")
     common(p, kafka=True)
     p.set_defaults(func=cmd_up)
@@ -376,12 +421,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_format, settings.log_level)
     try:
+        if hasattr(args, "handler"):
+            extra = (_install_stop_handlers(),) if getattr(args, "needs_stop", False) else ()
+            return int(args.handler(args, settings, *extra))
         return int(args.func(args))
     except StoreError as exc:
         print(f"driftline: {exc}", file=sys.stderr)
         return 3
     except ConfigError as exc:
-        print(f"driftline: invalid model registry:\n{exc}", file=sys.stderr)
+        print(f"driftline: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     except DatabaseError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -391,8 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from collector.local_broker import BrokerUnavailable
         from detectors.config import UnknownModel
 
+        from alerts.silences import SilenceError
+
         if isinstance(exc, UnknownModel):
             print(f"driftline: {exc.args[0]}", file=sys.stderr)
+            return 2
+        if hasattr(args, "handler") and isinstance(exc, SilenceError | LookupError | ValueError):
+            print(f"driftline: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, BrokerUnavailable):
             print(f"driftline: {exc}", file=sys.stderr)

@@ -89,6 +89,19 @@ class Settings(BaseSettings):
         24, ge=1, le=10_000, description="How many past windows a scheduled run looks back for missed ones."
     )
     detector_workers: int = Field(2, ge=1, le=64, description="Models detected in parallel by the scheduler.")
+    alerts_file: Path = Field(
+        Path("alerts.yaml"),
+        description="Alert rules and channels (YAML), checked against the model registry. Missing: no alerts.",
+    )
+    grafana_url: str | None = Field(
+        None, description="Grafana's base URL, for dashboard links in alerts (e.g. http://grafana:3000)."
+    )
+    public_url: str | None = Field(
+        None, description="Driftline's own base URL as users reach it, for drift report links in alerts."
+    )
+    outbox_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often the notification dispatcher looks for due deliveries."
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`json` (one object per line), `text`, or `auto`: text on a terminal, JSON otherwise."
     )

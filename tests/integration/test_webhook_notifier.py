@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -14,56 +12,14 @@ from alerts.notify.outcome import backoff_seconds, http_outcome
 from alerts.notify.webhook import WebhookNotifier
 from alerts.signing import WebhookSecret, verify_webhook
 from collector.local_broker import free_port
+from tests.integration.receivers import Receiver
 
 SECRET = WebhookSecret.generate()
 
 
-class Receiver:
-    """Answers each POST with the next scripted status (`"sleep"`: answer too late); records what it got."""
-
-    def __init__(self, script: list[int | str]) -> None:
-        self.script = list(script)
-        self.received: list[tuple[dict[str, str], bytes, int | str]] = []
-        self.accepted: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
-                action = receiver.script.pop(0) if receiver.script else 200
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body, action))
-                if action == "sleep":
-                    time.sleep(1.5)
-                    action = 200  # too late: the sender has given up
-                elif action == 200:
-                    msg_id = verify_webhook(body, dict(self.headers.items()), SECRET)
-                    if msg_id in receiver.accepted:
-                        action = 409  # a receiver dropping a duplicate by its idempotency key
-                    else:
-                        receiver.accepted.append(msg_id)
-                self.send_response(action if isinstance(action, int) else 200)
-                if action == 302:
-                    self.send_header("location", "http://127.0.0.1:1/elsewhere")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def __enter__(self) -> "Receiver":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    with Receiver(request.param) as r:
+    with Receiver(request.param, SECRET) as r:
         yield r
 
 
