@@ -228,6 +228,10 @@ class AlertConfig(Strict):
                                                            f"use one of {', '.join(KINDS)}")
         return self
 
+    @property
+    def attaches_reports(self) -> bool:
+        return any(isinstance(c, EmailChannel) and c.attach_report for c in self.channels.values())
+
     def rules_of(self, model: str) -> list[Rule]:
         return [r for r in self.rules if r.model == model]
 

@@ -222,20 +222,34 @@ class RollingReference(Strict):
         return self
 
 
+VERSION_SEPARATOR = "@"
+
+
+def versioned_reference(name: str, model_version: str) -> str:
+    """The stored name of reference `name` uploaded for one model version (`train@3`)."""
+    return f"{name}{VERSION_SEPARATOR}{model_version}"
+
+
 class ReferenceSpec(Strict):
     upload: Identifier | None = Field(None, description="Name of a reference uploaded with `driftline reference upload`.")
     range: RangeReference | None = None
     rolling: RollingReference | None = None
+    per_version: bool = Field(False, description="With `upload`: each model version is compared with its own upload "
+                                                 "(`reference upload --model-version V`).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ReferenceSpec":
         given = [k for k in ("upload", "range", "rolling") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of upload, range or rolling (got {', '.join(given) or 'none'})")
+        if self.per_version and self.upload is None:
+            raise ValueError("per_version applies to uploaded references only")
         return self
 
 
 class ModelSpec(Strict):
+    """One monitored model; `for_version` gives the spec a window of one model version is detected with."""
+
     name: Identifier
     task: Task
     owner: str | None = Field(None, description="Owning team; alerts and API scopes group by it.")
@@ -287,6 +301,14 @@ class ModelSpec(Strict):
     @property
     def schedule_or_default(self) -> ScheduleSpec:
         return self.schedule or ScheduleSpec(interval=self.window)
+
+    def for_version(self, model_version: str) -> "ModelSpec":
+        """With a per-version reference, the spec whose reference is this version's own upload."""
+        ref = self.reference
+        if not ref.per_version or not model_version or ref.upload is None:
+            return self
+        own = ref.model_copy(update={"upload": versioned_reference(ref.upload, model_version), "per_version": False})
+        return self.model_copy(update={"reference": own})
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from detectors.config import ModelSpec, Task
+from detectors.config import ModelSpec, Task, versioned_reference
 from detectors.summaries import ColumnType
 from driftline.names import validate_identifier
 from driftline.progress import Progress
@@ -127,13 +127,17 @@ def _batches(model: ModelSpec, reference: str, path: Path, *, prediction_column:
 
 
 def upload(client: Client, model: ModelSpec, reference: str, path: Path, *, prediction_column: str = "prediction",
-           label_column: str = "label", proba_prefix: str = "proba_", show_progress: bool = True) -> UploadResult:
+           label_column: str = "label", proba_prefix: str = "proba_", show_progress: bool = True,
+           model_version: str | None = None) -> UploadResult:
     """Validate the whole file, then replace the reference `reference` of `model` with it.
 
     The file is read twice, a chunk at a time: once to validate every row (nothing is written if one is
     bad), once to insert. Memory holds one chunk, however large the sample.
     """
     validate_identifier(reference, what="reference name")
+    if model_version is not None:
+        validate_identifier(model_version, what="model version")
+        reference = versioned_reference(reference, model_version)
     if not path.exists():
         raise ReferenceError(f"{path}: no such file")
     options = {"prediction_column": prediction_column, "label_column": label_column, "proba_prefix": proba_prefix}

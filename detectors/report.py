@@ -51,6 +51,11 @@ def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows:
     return frames[0], frames[1]
 
 
+def warm_up() -> None:
+    """Import Evidently ahead of the first report (about 3 s), so the first alert email is not late by that much."""
+    import evidently.presets  # noqa: F401
+
+
 def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None, end: dt.datetime | None,
                  out: Path, sample_rows: int = 50_000) -> Path:
     """Render the report to `out` (HTML). Raises ValueError when a side has no rows."""
@@ -67,6 +72,10 @@ def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None,
     numeric = [n for n, f in model.features.items() if f.type is ColumnType.NUMERIC]
     categorical = [n for n, f in model.features.items() if f.type is ColumnType.CATEGORICAL]
     prediction = [c for c in reference.columns if c not in model.features]
+    if prediction and (reference[prediction[0]].isna().all() or current[prediction[0]].isna().all()):
+        # A reference uploaded without the model's output: report the features only.
+        reference, current = reference.drop(columns=prediction), current.drop(columns=prediction)
+        prediction = []
     if prediction:
         (numeric if reference[prediction[0]].dtype.kind == "f" else categorical).append(prediction[0])
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)

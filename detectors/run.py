@@ -130,6 +130,7 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
     result = RunResult(model.name, stage, window, "ok", run_id, 0.0)
     try:
         version = _model_version(client, model, window)
+        model = model.for_version(version)  # a per-version reference: this version's own upload
         segments = segments_of(client, model, window)
         if stage == "drift":
             drift_out: list[list[object]] = []

@@ -23,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from clickhouse_connect.driver.client import Client
 
-from detectors.config import ModelSpec, Registry
+from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
 from detectors.sources import TS, Window, label_horizon
 
@@ -162,6 +162,8 @@ class DetectorScheduler:
             return []
         present = {tuple(r) for r in self._client().query(
             "SELECT DISTINCT model, reference FROM reference_rows").result_rows}
+        for model, reference in list(present):  # a per-version upload counts for its base name
+            present.add((model, reference.split(VERSION_SEPARATOR, 1)[0]))
         return sorted(f"{m}/{r}" for m, r in wanted - present)
 
     def start(self, *, run_now: bool = True) -> None:

@@ -140,8 +140,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     dispatcher = None
     try:
         collector = Collector(settings, stop_event=stop)
-        dispatcher = _start_dispatcher(settings, alert_config, stop)
-        scheduler = _start_detectors(settings, registry, alert_config, dispatcher)
+        dispatcher = start_dispatcher(settings, alert_config, stop)
+        scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None)
@@ -157,7 +157,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             broker.stop()
 
 
-def _start_dispatcher(settings: Settings, alert_config, stop: threading.Event):  # type: ignore[no-untyped-def]
+def start_dispatcher(settings: Settings, alert_config, stop: threading.Event):  # type: ignore[no-untyped-def]
     """The notification dispatcher on its own thread and store client, or None without alerts.yaml."""
     from alerts.dispatch import Dispatcher
 
@@ -170,7 +170,7 @@ def _start_dispatcher(settings: Settings, alert_config, stop: threading.Event): 
     return dispatcher, thread
 
 
-def _start_detectors(settings: Settings, registry, alert_config=None, dispatcher=None):  # type: ignore[no-untyped-def]
+def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=None):  # type: ignore[no-untyped-def]
     """The detector scheduler over the model registry (evaluating alerts after each tick), or None without one."""
     from alerts.evaluate import Evaluator
     from detectors.schedule import DetectorScheduler
@@ -178,6 +178,10 @@ def _start_detectors(settings: Settings, registry, alert_config=None, dispatcher
     if registry is None:
         log.info("no model registry; detectors idle until one exists", extra={"models_file": str(settings.models_file)})
         return None
+    if alert_config is not None and alert_config.attaches_reports:
+        from detectors.report import warm_up
+
+        threading.Thread(target=warm_up, name="report-warm-up", daemon=True).start()
 
     def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
         result = Evaluator(client, registry, alert_config, grafana_url=settings.grafana_url,
@@ -295,6 +299,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_reference_upload(args: argparse.Namespace) -> int:
     from detectors.reference import ReferenceError, upload
+    from driftline.names import InvalidName
 
     settings = _settings(args)
     registry = _registry(settings, args.models_file)
@@ -303,8 +308,8 @@ def cmd_reference_upload(args: argparse.Namespace) -> int:
     migrate(client)
     try:
         result = upload(client, model, args.name, Path(args.file), prediction_column=args.prediction_column,
-                        label_column=args.label_column, show_progress=not args.quiet)
-    except ReferenceError as exc:
+                        label_column=args.label_column, show_progress=not args.quiet, model_version=args.model_version)
+    except (ReferenceError, InvalidName) as exc:
         print(f"driftline reference upload: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"model": result.model, "reference": result.reference, "rows": result.rows}))
@@ -384,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the reference's name, as the registry's `reference: upload:` names it")
     p.add_argument("--prediction-column", default="prediction", help="column with the model's output (optional in the file)")
     p.add_argument("--label-column", default="label", help="column with the true label (optional in the file)")
+    p.add_argument("--model-version", help="the model version this sample trained (for `reference: {per_version: true}`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("file", help="a .csv, .tsv or .parquet file with one column per feature")
     p.set_defaults(func=cmd_reference_upload)
