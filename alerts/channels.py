@@ -48,6 +48,11 @@ def webhook_notifier(channel: WebhookChannel) -> WebhookNotifier:
 
 
 def email_notifier(channel: EmailChannel, tls_context: ssl.SSLContext | None = None) -> EmailNotifier:
+    if tls_context is None and channel.ca_file is not None:
+        try:
+            tls_context = ssl.create_default_context(cafile=str(channel.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise MissingSecret(f"the SMTP CA file {channel.ca_file} cannot be loaded: {exc}") from None
     password = None
     if channel.username is not None:
         password = read_secret(channel.password_env, channel.password_file, "SMTP password")

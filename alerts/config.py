@@ -71,6 +71,7 @@ class EmailChannel(Retries):
     password_file: Path | None = None
     sender: str = "driftline@localhost"
     timeout: Duration = timedelta(seconds=15)
+    ca_file: Path | None = Field(None, description="CA bundle to verify the SMTP server's certificate (default: system CAs).")
     attach_report: bool = Field(True, description="Attach the Evidently drift report to drift alert emails.")
 
     @model_validator(mode="after")

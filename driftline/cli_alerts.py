@@ -38,6 +38,13 @@ def load_alert_config(settings: Settings, path: str | None = None, registry: Any
     return load_alerts(Path(path) if path else settings.alerts_file, registry), registry
 
 
+def _store(settings: Settings):  # type: ignore[no-untyped-def]
+    """A client on a migrated store (migrating is idempotent and cheap), so a fresh folder works as well."""
+    client = connect(settings)
+    migrate(client)
+    return client
+
+
 def _actor(args: argparse.Namespace) -> str:
     return (getattr(args, "author", None) or getpass.getuser() or "unknown").strip()
 
@@ -57,7 +64,7 @@ def cmd_alerts_check(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.store import load_states
 
-    states = load_states(connect(settings), args.model)
+    states = load_states(_store(settings), args.model)
     for r in sorted(states.values(), key=lambda r: (r.model, r.rule, r.subject)):
         if args.all or r.status != "inactive":
             print(_json({"fingerprint": r.fingerprint, "model": r.model, "version": r.model_version, "rule": r.rule,
@@ -67,7 +74,7 @@ def cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alerts_history(args: argparse.Namespace, settings: Settings) -> int:
-    rows = connect(settings).query(
+    rows = _store(settings).query(
         "SELECT at, event, actor, window_start, window_end, value, detail FROM alert_events "
         "WHERE fingerprint = {fp:String} ORDER BY at", parameters={"fp": args.fingerprint}).named_results()
     for row in rows:
@@ -79,8 +86,7 @@ def cmd_alerts_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.evaluate import Evaluator
 
     config, registry = load_alert_config(settings, args.alerts_file)
-    client = connect(settings)
-    migrate(client)
+    client = _store(settings)
     evaluator = Evaluator(client, registry, config, grafana_url=settings.grafana_url, public_url=settings.public_url,
                           catchup_windows=settings.detector_catchup_windows)
     for model in ([registry.get(m) for m in args.model] if args.model else registry.models):
@@ -117,8 +123,7 @@ def cmd_alerts_test(args: argparse.Namespace, settings: Settings) -> int:
                                 f"{model.name}, sent by {_actor(args)}.\n")
         message["Message-ID"] = f"<{did}@driftline>"
         body, kind = bytes(message), "email"
-    client = connect(settings)
-    migrate(client)
+    client = _store(settings)
     outbox.enqueue(client, [(outbox.Delivery(did, args.channel, kind, model.name, "test", [], subject, "pending", 0,
                                              now, "", now), body)])
     print(_json({"queued": did, "channel": args.channel, "kind": kind}))
@@ -131,8 +136,7 @@ def cmd_silence_add(args: argparse.Namespace, settings: Settings) -> int:
 
     matchers = [Matcher.parse(m) for m in args.match]
     ends = dt.datetime.now(UTC) + parse_duration(args.duration)
-    client = connect(settings)
-    migrate(client)
+    client = _store(settings)
     silence = create_silence(client, matchers, author=_actor(args), comment=args.comment, ends_at=ends)
     print(_json({"silence": silence.id, "matchers": [str(m) for m in silence.matchers], "ends_at": silence.ends_at}))
     return 0
@@ -142,7 +146,7 @@ def cmd_silence_list(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.silences import list_silences
 
     now = dt.datetime.now(UTC)
-    for s in list_silences(connect(settings)):
+    for s in list_silences(_store(settings)):
         if args.all or s.ends_at > now:
             print(_json({"silence": s.id, "matchers": [str(m) for m in s.matchers], "author": s.author,
                          "comment": s.comment, "starts_at": s.starts_at, "ends_at": s.ends_at,
@@ -153,7 +157,7 @@ def cmd_silence_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_silence_expire(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.silences import expire_silence
 
-    silence = expire_silence(connect(settings), args.id, author=_actor(args))
+    silence = expire_silence(_store(settings), args.id, author=_actor(args))
     print(_json({"silence": silence.id, "ends_at": silence.ends_at}))
     return 0
 
@@ -161,7 +165,7 @@ def cmd_silence_expire(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
     from alerts import outbox
 
-    for d in outbox.list_deliveries(connect(settings), status=args.status, model=args.model, limit=args.limit):
+    for d in outbox.list_deliveries(_store(settings), status=args.status, model=args.model, limit=args.limit):
         print(_json(d.__dict__))
     return 0
 
@@ -169,7 +173,7 @@ def cmd_deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
     from alerts import outbox
 
-    d = outbox.replay(connect(settings), args.id, actor=_actor(args))
+    d = outbox.replay(_store(settings), args.id, actor=_actor(args))
     print(_json({"replayed": d.delivery_id, "channel": d.channel}))
     return 0
 
@@ -178,8 +182,7 @@ def cmd_deliveries_run(args: argparse.Namespace, settings: Settings, stop: threa
     from alerts.dispatch import Dispatcher
 
     config, _ = load_alert_config(settings, args.alerts_file)
-    client = connect(settings)
-    migrate(client)
+    client = _store(settings)
     print(_json({"dispatcher": "running", "channels": list(config.channels)}), flush=True)
     Dispatcher(client, config).run(stop, poll_seconds=settings.outbox_poll_seconds)
     return 0

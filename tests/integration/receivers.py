@@ -105,8 +105,9 @@ def authenticator(server, session, envelope, mechanism, auth_data):  # type: ign
 def smtp_server(inbox: Inbox, port: int | None = None, **options: object) -> Iterator[int]:
     """A real SMTP server on 127.0.0.1 (AUTH PLAIN/LOGIN offered without TLS, for tests)."""
     port = port or free_port()
+    options = {"auth_require_tls": False, "auth_required": False} | options
     controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
-                            auth_require_tls=False, auth_required=False, **options)
+                            **options)  # type: ignore[arg-type]
     controller.start()
     try:
         yield port

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
+import ssl
 from collections.abc import Iterator
 from email.policy import default
 
 import pytest
 from pydantic import SecretStr
 
+from alerts.channels import email_notifier
 from alerts.config import EmailChannel
 from alerts.notify.email import EmailNotifier, build_message
 from collector.local_broker import free_port
@@ -66,3 +69,49 @@ def test_server_down_is_retryable_and_header_injection_is_refused() -> None:
     assert (outcome.delivered, outcome.retryable) == (False, True) and outcome.detail.startswith("unreachable")
     with pytest.raises(ValueError):
         build_message(ch, subject="churn\r\nBcc: everyone@example.com", text="t")
+
+
+def self_signed(tmp_path):  # type: ignore[no-untyped-def]
+    """A certificate for 127.0.0.1 and its key, written to tmp_path; the certificate is its own CA."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "driftline-test-smtp")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    return cert_file, server
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_with_authentication_and_certificate_verification(tmp_path, monkeypatch, security: str) -> None:  # type: ignore[no-untyped-def]
+    cert_file, server_tls = self_signed(tmp_path)
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    inbox = Inbox()
+    # aiosmtpd's auth_require_tls only knows STARTTLS; on an implicit-TLS port every byte is encrypted anyway.
+    options = ({"tls_context": server_tls, "require_starttls": True, "auth_require_tls": True}
+               if security == "starttls" else {"ssl_context": server_tls})
+    with smtp_server(inbox, **options) as port:
+        ch = channel(port, security=security, username="driftline", password_env="SMTP_PASSWORD", ca_file=cert_file)
+        message = build_message(ch, subject="tls", text="over TLS")
+        outcome = email_notifier(ch).notify(message)
+        assert outcome.delivered, outcome
+        untrusted = email_notifier(channel(port, security=security, username="driftline",
+                                           password_env="SMTP_PASSWORD")).notify(message)  # system CAs only
+    assert len(inbox.messages) == 1
+    assert not untrusted.delivered and untrusted.retryable and "SSLCertVerificationError" in untrusted.detail

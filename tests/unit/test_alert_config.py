@@ -50,6 +50,10 @@ BAD = [
     ("metric the model does not compute", "metric: accuracy", "metric: rmse", ["does not compute 'rmse'"], "metric: rmse"),
     ("negative for", "    for: 2", "    for: 0", ["for", "greater than or equal to 1"], "for: 0"),
     ("hostile rule name", "name: churn-age", "name: \"x'; DROP TABLE alerts; --\"", ["does not match"], "DROP TABLE"),
+    ("unknown inhibition kind", "rules:\n", "inhibit: [{source: outage, target: feature_drift}]\nrules:\n",
+     ["unknown condition kind 'outage'"], "inhibit:"),
+    ("hostile label name", "labels: {team: retention}", "labels: {\"te am\\r\\nBcc\": x}", ["does not match"],
+     "labels:"),
     ("plain-text password field", "    password_file: /run/secrets/smtp", "    password: hunter2",
      ["password", "Extra inputs are not permitted", "(value hidden)"], "password: hunter2"),
 ]
