@@ -17,6 +17,7 @@ from collector.local_broker import free_port
 from driftline.contracts import ContractError
 from driftline.producer import PredictionLogger
 from tests.conftest import clean_env, query_store, run_driftline
+from tests.integration.receivers import Inbox, smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ def running_up(cwd: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Pope
         up = subprocess.Popen([sys.executable, "-m", "driftline.cli", "up"], cwd=cwd, env=env,
                               stdout=subprocess.PIPE, stderr=log)
         try:
-            yield up, [up.stdout.readline().decode() for _ in range(6)]  # type: ignore[union-attr]
+            yield up, [up.stdout.readline().decode() for _ in range(7)]  # type: ignore[union-attr]
         finally:
             up.send_signal(signal.SIGTERM)
             code = up.wait(timeout=60)
@@ -96,8 +97,9 @@ def test_db_query_is_read_only_and_explains_refusals(tmp_path: Path) -> None:
     assert query_store(tmp_path / "store", "EXISTS TABLE predictions") == [["1"]]
 
 
-def test_up_runs_the_detector_schedule_from_the_registry(tmp_path: Path) -> None:
-    """With a models.yaml beside it, `up` validates it, schedules each model and records its runs."""
+def test_up_runs_the_detector_schedule_and_the_alert_dispatcher(tmp_path: Path) -> None:
+    """With models.yaml and alerts.yaml beside it, `up` validates both, schedules each model, records its runs, and
+    its dispatcher delivers what the outbox holds (here a test email queued before it started)."""
     (tmp_path / "models.yaml").write_text(
         "models:\n"
         "  - name: example-model\n"
@@ -105,15 +107,35 @@ def test_up_runs_the_detector_schedule_from_the_registry(tmp_path: Path) -> None
         "    features: {age: numeric, income: numeric, country: categorical}\n"
         "    reference: {rolling: {offset: 1d}}\n"
         "    window: 1h\n")
-    port = free_port()
-    env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
-                    detector_catchup_windows=3, detector_grace_seconds=0)
-    with running_up(tmp_path, env) as (up, banner):
-        assert "1 model(s) from models.yaml" in banner[4], banner
-        wait_for_log(up, tmp_path, lambda log: log.count(b'"msg": "detector run"') >= 6)  # 3 windows x 2 stages
+    inbox = Inbox()
+    with smtp_server(inbox) as smtp_port:
+        (tmp_path / "alerts.yaml").write_text(
+            "channels:\n"
+            f"  owners: {{type: email, to: [owner@example.com], smtp_host: 127.0.0.1, smtp_port: {smtp_port}, "
+            "security: none}\n"
+            "rules:\n"
+            "  - {name: drift, model: example-model, when: {dataset_drift: {}}, routes: [owners]}\n")
+        port = free_port()
+        env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
+                        detector_catchup_windows=3, detector_grace_seconds=0)
+        queued = subprocess.run([sys.executable, "-m", "driftline.cli", "alerts", "test", "--channel", "owners",
+                                 "--model", "example-model"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert queued.returncode == 0, queued.stderr
+        with running_up(tmp_path, env) as (up, banner):
+            assert "1 model(s) from models.yaml" in banner[4], banner
+            assert "1 rule(s) from alerts.yaml" in banner[5], banner
+            wait_for_log(up, tmp_path, lambda log: log.count(b'"msg": "detector run"') >= 6)  # 3 windows x 2 stages
+            deadline = time.monotonic() + 30
+            while not inbox.messages:
+                assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+                time.sleep(0.2)
+    assert len(inbox.messages) == 1 and b"[TEST] Driftline notification for model example-model" in inbox.messages[0][2]
     runs = query_store(tmp_path / "driftline-data",
                        "SELECT stage, status, count() FROM detector_runs GROUP BY stage, status ORDER BY stage")
     assert runs == [["drift", "no_data", "3"], ["performance", "no_data", "3"]]
+    states = query_store(tmp_path / "driftline-data", "SELECT rule, status FROM alert_states FINAL")
+    assert states == [["drift", "inactive"]]  # evaluated after each tick: no data, no alert
 
 
 def test_up_refuses_an_invalid_registry_before_starting(tmp_path: Path) -> None:
