@@ -1,9 +1,8 @@
-"""Alert rules, lifecycle and notifiers (issue 4, in progress).
+"""Alerts: rules over detector results and infra metrics, an Alertmanager-like lifecycle, emails and retrain webhooks.
 
-Built so far: `lifecycle` (the pending/firing/resolved state machine with `for`, `clear_for` and hysteresis, pure),
-`signing` (Standard Webhooks signatures and a stdlib-only verifier for receivers), `payload` (the retrain
-payload v1 and presets), `config` (`alerts.yaml`: channels and rules, validated as a whole and against the model
-registry), `notify/` (the webhook and email notifiers, one attempt each, classified for retry, and the
-jittered backoff). Not yet: rule evaluation over detector results, alert state in ClickHouse, silences,
-inhibition, the persisted outbox, the message templates.
+The flow, one module per step: `config` (alerts.yaml, validated against the registry) -> `signals` (one value
+per window) -> `lifecycle` (pure state machine with `for`, `clear_for` and hysteresis) -> `evaluate` (the pass:
+steps alerts, applies `inhibit` and `silences`, decides who is told, renders with `render` and `payload`, queues
+in `outbox`) -> `dispatch` (attempts through `channels` and `notify/`, retries, dead-letters). `store` keeps
+alert states and the audit trail; `signing` is the Standard Webhooks signer and the receivers' verifier.
 """

@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
@@ -28,22 +25,18 @@ from alerts.inhibit import DEFAULT_INHIBIT, InhibitRule
 from alerts.lifecycle import Thresholds
 from alerts.payload import PRESETS
 from detectors.config import Registry
-from driftline.durations import parse_duration
-from driftline.names import validate_identifier
 from driftline.yamlfile import (
     ConfigError,
+    Duration,
     FieldError,
+    Identifier,
     LocatedYaml,
+    Strict,
     describe_validation_error,
     load_yaml,
 )
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Name = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _one_source(values: dict[str, object], names: tuple[str, ...], what: str, *, required: bool) -> None:
@@ -114,7 +107,7 @@ class DatasetDrift(Strict):
 
 
 class FeatureDrift(Strict):
-    features: tuple[Name, ...] = Field(min_length=1)
+    features: tuple[Identifier, ...] = Field(min_length=1)
 
 
 class PerformanceDrop(Strict):
@@ -130,7 +123,7 @@ class Quality(Strict):
 class Infra(Strict):
     """A metric of the metrics topic (e.g. `latency_p99_ms`, `error_rate`, `throughput`), aggregated per window."""
 
-    metric: Name
+    metric: Identifier
     aggregate: Literal["avg", "max", "min", "sum", "p99"] = "avg"
     fire_above: float | None = None
     clear_below: float | None = None
@@ -180,16 +173,16 @@ class Condition(Strict):
 
 
 class Rule(Strict):
-    name: Name
-    model: Name
+    name: Identifier
+    model: Identifier
     when: Condition
     severity: Literal["info", "warning", "critical"] = "warning"
     for_: int = Field(2, ge=1, le=1000, alias="for", description="Consecutive bad windows before firing.")
     clear_for: int = Field(2, ge=1, le=1000, description="Consecutive good windows before resolving.")
     repeat_interval: Duration = timedelta(hours=4)
     send_resolved: bool = True
-    routes: tuple[Name, ...] = Field(min_length=1)
-    labels: dict[Name, str] = Field(default_factory=dict)
+    routes: tuple[Identifier, ...] = Field(min_length=1)
+    labels: dict[Identifier, str] = Field(default_factory=dict)
 
     def thresholds(self) -> Thresholds:
         """Feature drift and quality are verdicts (1 bad, 0 good); the others have their own thresholds."""
@@ -207,7 +200,7 @@ KINDS = ("dataset_drift", "feature_drift", "performance_drop", "quality", "infra
 
 
 class AlertConfig(Strict):
-    channels: dict[Name, Channel]
+    channels: dict[Identifier, Channel]
     rules: tuple[Rule, ...] = ()
     inhibit: tuple[InhibitRule, ...] = DEFAULT_INHIBIT
 

@@ -20,9 +20,7 @@ from typing import Annotated, Any, Literal
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -31,18 +29,17 @@ from pydantic import (
 
 from detectors.methods.registry import get_method
 from detectors.summaries import ColumnType
-from driftline.durations import parse_duration
-from driftline.names import validate_identifier
 from driftline.yamlfile import (
     ConfigError,
+    Duration,
     FieldError,
+    Identifier,
     LocatedYaml,
+    Strict,
     describe_validation_error,
     load_yaml,
 )
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]
 
 PREDICTION_COLUMN = "__prediction__"
 TARGET_COLUMN = "__target__"
@@ -57,9 +54,6 @@ class Task(StrEnum):
     MULTICLASS = "multiclass_classification"
     REGRESSION = "regression"
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_method(method: str | None, threshold: float | None, column_type: ColumnType | None, where: str) -> None:

@@ -10,11 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from driftline.durations import parse_duration
+from driftline.names import validate_identifier
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A YAML duration field: `15m`, `1h30m`, `7d`, or seconds."""
+Identifier = Annotated[str, BeforeValidator(lambda v: validate_identifier(v, what="name"))]
+"""A YAML name field held to the identifier pattern (it may reach SQL parameters, labels and file names)."""
+
+
+class Strict(BaseModel):
+    """Base of every config-as-code model: unknown keys are errors (a typo is not silently ignored); frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ConfigError(ValueError):
