@@ -70,7 +70,8 @@ class PassResult:
 
 class Evaluator:
     def __init__(self, client: Client, registry: Registry, config: AlertConfig, *, grafana_url: str | None = None,
-                 public_url: str | None = None, catchup_windows: int = 24, report_rows: int = 5000) -> None:
+                 public_url: str | None = None, catchup_windows: int = 24, report_rows: int = 5000,
+                 grace: dt.timedelta = dt.timedelta(0)) -> None:
         self.client = client
         self.registry = registry
         self.config = config
@@ -78,6 +79,7 @@ class Evaluator:
         self.public_url = public_url
         self.catchup_windows = catchup_windows
         self.report_rows = report_rows
+        self.grace = grace  # infra windows are judged this long after they end, like the detectors' windows
 
     # -- step 1: lifecycle -------------------------------------------------------------------------------
 
@@ -95,7 +97,7 @@ class Evaluator:
         cursors = [r.evaluated_until for r in mine if r.evaluated_until is not None]
         floor = now - model.window * self.catchup_windows
         since = max(min(cursors), floor) if cursors else floor
-        observations = observe(self.client, rule, model, since, now)
+        observations = observe(self.client, rule, model, since, now, self.grace)
         current: dict[str, AlertRecord] = {}
         for r in sorted(mine, key=lambda r: r.evaluated_until or dt.datetime.min.replace(tzinfo=UTC)):
             current[r.subject] = r  # the most recently evaluated version of each subject

@@ -52,8 +52,9 @@ def _window(start: dt.datetime, end: dt.datetime) -> Window:
     return Window(_utc(start), _utc(end))
 
 
-def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime) -> list[Observation]:
-    """Observations of windows ending after `since`, oldest first."""
+def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime,
+            grace: dt.timedelta = dt.timedelta(0)) -> list[Observation]:
+    """Observations of windows ending after `since`, oldest first (infra windows once `grace` has passed)."""
     kind = rule.when.kind
     base = {"m": model.name, "since": since}
     if kind == "dataset_drift":
@@ -105,7 +106,7 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
                             {"columns": list(cols), "value": worst, "threshold": threshold})
                 for s, e, v, failed, judged, cols, worst, threshold in rows]
     assert rule.when.infra is not None
-    return _infra(client, rule, model, since, now)
+    return _infra(client, rule, model, since, now, grace)
 
 
 AGGREGATES = {
@@ -117,11 +118,12 @@ AGGREGATES = {
 }
 
 
-def _infra(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime) -> list[Observation]:
+def _infra(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime,
+           grace: dt.timedelta) -> list[Observation]:
     """Infra metrics have no detector: windows are the model's own, up to the last complete one."""
     infra = rule.when.infra
     assert infra is not None
-    last = last_complete_window(model, "drift", now, dt.timedelta(0))
+    last = last_complete_window(model, "drift", now, grace)
     windows = [w for w in windows_between(max(since, last.end - model.window * 48), last.end, model.window)
                if w.end > since]
     if not windows:

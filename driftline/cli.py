@@ -186,7 +186,7 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
         result = Evaluator(client, registry, alert_config, grafana_url=settings.grafana_url,
                            public_url=settings.public_url, catchup_windows=settings.detector_catchup_windows,
-                           ).evaluate(model.name)
+                           grace=dt.timedelta(seconds=settings.detector_grace_seconds)).evaluate(model.name)
         if result.queued and dispatcher is not None:
             dispatcher[0].wake.set()
 

@@ -88,7 +88,8 @@ def cmd_alerts_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     config, registry = load_alert_config(settings, args.alerts_file)
     client = _store(settings)
     evaluator = Evaluator(client, registry, config, grafana_url=settings.grafana_url, public_url=settings.public_url,
-                          catchup_windows=settings.detector_catchup_windows)
+                          catchup_windows=settings.detector_catchup_windows,
+                          grace=dt.timedelta(seconds=settings.detector_grace_seconds))
     for model in ([registry.get(m) for m in args.model] if args.model else registry.models):
         result = evaluator.evaluate(model.name)
         print(_json({"model": model.name, "transitions": [f"{e.rule}/{e.event}" for e in result.transitions],

@@ -91,3 +91,8 @@ def test_cli_rejects_bad_files_and_hostile_arguments_cleanly(tmp_path: Path) -> 
     assert ok.returncode == 0, ok.stderr
     listed = run_driftline(["silence", "list"], env)
     assert listed.returncode == 0 and '"author": "alice"' in listed.stdout and "DROP TABLE outbox" in listed.stdout
+    evaluated = run_driftline(["alerts", "evaluate"], env)
+    assert evaluated.returncode == 0 and '"model": "churn"' in evaluated.stdout, evaluated.stderr
+    for args in (["alerts", "list", "--all"], ["deliveries", "list"], ["alerts", "history", "nope"]):
+        done = run_driftline(args, env)
+        assert done.returncode == 0, (args, done.stderr)
