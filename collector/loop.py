@@ -111,6 +111,7 @@ class Collector:
         self._writer = BatchWriter(ClickHouseSink(connect(settings)), self._offsets, self.stats)
         self._consumer: KafkaConsumer | None = None
         self._last_progress = time.monotonic()
+        self._shutdown_deadline: float | None = None  # one shutdown timeout bounds the whole stop
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -129,7 +130,8 @@ class Collector:
         try:
             while not self._stop.is_set():
                 self._poll_once()
-            flushed = self._flush_and_drain(s.shutdown_timeout_seconds)
+            self._shutdown_deadline = time.monotonic() + s.shutdown_timeout_seconds
+            flushed = self._flush_and_drain(self._flush_timeout())
         finally:
             try:
                 self._consumer.close(autocommit=False)
@@ -197,6 +199,12 @@ class Collector:
                 self.stats.lag[(topic, partition)] = r.lag
         self._writer.submit(batch)
 
+    def _flush_timeout(self) -> float:
+        """The shutdown timeout, or what is left of it once stopping (the revocation inside `close` included)."""
+        if self._shutdown_deadline is None:
+            return self.settings.shutdown_timeout_seconds
+        return max(0.0, self._shutdown_deadline - time.monotonic())
+
     def _flush_and_drain(self, timeout: float) -> bool:
         """Submit the open batch and wait until everything submitted is durable; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -240,7 +248,7 @@ class Collector:
         if not revoked:
             return
         log.info("partitions revoked, flushing", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in revoked]})
-        if not self._flush_and_drain(self.settings.shutdown_timeout_seconds):
+        if not self._flush_and_drain(self._flush_timeout()):
             # Our writer may still hold rows for partitions another collector now owns: stop rather than
             # race it (the unflushed batch is replayed by the new owner from the checkpoint).
             log.error("could not flush before giving up partitions; stopping this collector")
