@@ -1,4 +1,4 @@
-# Driftline service image: `driftline collect` by default (see docker-compose.yml).
+# Driftline service image: `driftline up` by default (see docker-compose.yml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -12,4 +12,4 @@ COPY dashboards ./dashboards
 RUN pip install . && useradd --system --uid 10001 driftline
 USER driftline
 ENTRYPOINT ["driftline"]
-CMD ["collect"]
+CMD ["up"]

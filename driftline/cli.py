@@ -3,6 +3,7 @@
 Subcommands:
   up            the whole service on one machine (embedded ClickHouse, a local broker if none is configured)
   collect       the collector alone, against configured Kafka and ClickHouse
+  simulate      live traffic of a churn model that starts drifting (the compose stack's simulator)
   db migrate    create or upgrade the schema
   db status     schema version and row counts
   db query SQL  run a read-only query and print the rows (embedded: only while no other process holds the store)
@@ -14,6 +15,7 @@ Subcommands:
   alerts        check, list, history, evaluate, test   (see driftline/cli_alerts.py)
   silence       add, list, expire
   deliveries    list, replay, run (the notification outbox)
+  dashboards    generate, check, push                 (see driftline/cli_dashboards.py)
 """
 
 from __future__ import annotations
@@ -244,6 +246,34 @@ def cmd_send_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Live traffic of a churn model that drifts after --drift-after (the compose stack's simulator)."""
+    from driftline.durations import parse_duration
+    from driftline.producer import PredictionLogger
+    from driftline.traffic import TrafficSpec, run
+
+    settings = _settings(args)
+    if not settings.kafka_bootstrap_servers:
+        print("driftline simulate: give --bootstrap-servers (or DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)", file=sys.stderr)
+        return 2
+    try:
+        spec = TrafficSpec(model=args.model, rate=args.rate,
+                           drift_after_s=parse_duration(args.drift_after).total_seconds(),
+                           label_delay_s=parse_duration(args.label_delay).total_seconds(),
+                           duration_s=parse_duration(args.duration).total_seconds() if args.duration else None)
+    except ValueError as exc:
+        print(f"driftline simulate: {exc}", file=sys.stderr)
+        return 2
+    stop = _install_stop_handlers()
+    with PredictionLogger(settings.kafka_bootstrap_servers, topic_predictions=settings.topic_predictions,
+                          topic_labels=settings.topic_labels, topic_metrics=settings.topic_metrics) as logger:
+        log.info("simulating traffic", extra={"model": spec.model, "rate": spec.rate,
+                                              "drift_after_s": spec.drift_after_s})
+        sent = run(logger, spec, stop)
+    print(json.dumps({"model": spec.model, "sent": sent}))
+    return 0
+
+
 def _registry(settings: Settings, path: str | None = None):  # type: ignore[no-untyped-def]
     from detectors.config import load_registry
 
@@ -345,9 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kafka:
             p.add_argument("--bootstrap-servers", help="overrides DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS")
 
-    from driftline.cli_alerts import add_parsers
+    from driftline import cli_alerts, cli_dashboards
 
-    add_parsers(sub, common)
+    cli_alerts.add_parsers(sub, common)
+    cli_dashboards.add_parsers(sub, common)
     p = sub.add_parser("up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)")
     common(p, kafka=True)
     p.set_defaults(func=cmd_up)
@@ -357,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send-example", help="send one example prediction, label and metrics event")
     common(p, kafka=True)
     p.set_defaults(func=cmd_send_example)
+    p = sub.add_parser("simulate", help="send live traffic of a churn model that starts drifting (for demos)")
+    common(p, kafka=True)
+    p.add_argument("--model", default="demo-churn", help="model name (default demo-churn)")
+    p.add_argument("--rate", type=float, default=20.0, help="predictions per second (default 20)")
+    p.add_argument("--drift-after", default="10m", help="when the traffic starts drifting (default 10m)")
+    p.add_argument("--label-delay", default="1m", help="how long after a prediction its label is sent (default 1m)")
+    p.add_argument("--duration", help="stop after this long (default: until stopped)")
+    p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("config", help="print the configuration in effect and what each setting does")
     common(p, kafka=True)
     p.set_defaults(func=cmd_config)

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     grafana_url: str | None = Field(
         None, description="Grafana's base URL, for dashboard links in alerts (e.g. http://grafana:3000)."
     )
+    grafana_token: SecretStr | None = Field(
+        None, description="Grafana service account token for `driftline dashboards push` (never logged)."
+    )
+    grafana_folder: str = Field("Driftline", description="Grafana folder `dashboards push` uploads into.")
     public_url: str | None = Field(
         None, description="Driftline's own base URL as users reach it, for drift report links in alerts."
     )
