@@ -35,7 +35,7 @@ from alerts.config import AlertConfig, EmailChannel, Rule, WebhookChannel
 from alerts.inhibit import inhibitors
 from alerts.lifecycle import AlertState, Status, Transition, step
 from alerts.notify.email import build_message
-from alerts.payload import PRESETS, encode
+from alerts.payload import PRESETS, DriftedFeature, encode
 from alerts.render import (
     Notice,
     drifted_features,
@@ -227,6 +227,7 @@ class Evaluator:
                 groups.setdefault((route, notice.event), []).append(notice)
         items: list[tuple[outbox.Delivery, bytes]] = []
         notified: dict[str, AlertRecord] = {}
+        features_of: dict[Window, list[DriftedFeature]] = {}  # one query per window, not per channel
         for (name, event), group in sorted(groups.items()):
             channel = self.config.channels[name]
             group.sort(key=lambda n: (n.record.rule, n.record.subject))
@@ -247,7 +248,11 @@ class Evaluator:
             latest = max(group, key=lambda n: n.window.end)
             version = latest.record.model_version
             link = links(model.name, latest.window, grafana_url=self.grafana_url, public_url=self.public_url)
-            features = drifted_features(self.client, model.name, latest.window) if event == "firing" else []
+            features = []
+            if event == "firing":
+                if latest.window not in features_of:
+                    features_of[latest.window] = drifted_features(self.client, model.name, latest.window)
+                features = features_of[latest.window]
             if isinstance(channel, WebhookChannel):
                 request = retrain_request(did, model.name, version, group, features, link, model.owner)
                 body = encode(PRESETS[channel.preset](request))
