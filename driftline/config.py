@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Driftline's own base URL as users reach it, for drift report links in alerts."
     )
+    api_tokens_file: Path = Field(
+        Path("tokens.yaml"),
+        description="Bearer tokens of the HTTP API (YAML: name, sha256 or env, scopes, team). Missing: no tokens.",
+    )
     outbox_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the notification dispatcher looks for due deliveries."
     )

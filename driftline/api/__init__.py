@@ -1,0 +1,1 @@
+"""The HTTP API (issue 6, in progress): see `driftline.api.app`."""
