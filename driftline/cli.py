@@ -3,6 +3,7 @@
 Subcommands:
   up            the whole service on one machine (embedded ClickHouse, a local broker if none is configured)
   collect       the collector alone, against configured Kafka and ClickHouse
+  api           the HTTP API alone (`up` serves it too)
   simulate      live traffic of a churn model that starts drifting (the compose stack's simulator)
   db migrate    create or upgrade the schema
   db status     schema version and row counts
@@ -121,6 +122,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from collector.local_broker import LocalBroker, ensure_topics
     from collector.loop import Collector, tune_gc_for_throughput
+    from driftline.api.serve import start_api
 
     settings = _settings(args)
     stop = _install_stop_handlers()
@@ -140,13 +142,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
     scheduler = None
     dispatcher = None
+    api = None
     try:
         collector = Collector(settings, stop_event=stop)
+        api = start_api(settings, registry)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
-                      alerts=len(alert_config.rules) if alert_config else None)
+                      alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
         return 0 if collector.run() else 1
     finally:
         stop.set()
@@ -155,6 +159,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if dispatcher is not None:
             dispatcher[0].wake.set()
             dispatcher[1].join(timeout=settings.shutdown_timeout_seconds)
+        if api is not None:
+            api.stop()
         if broker is not None:
             broker.stop()
 
@@ -201,7 +207,8 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     return scheduler
 
 
-def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0, alerts: int | None = None) -> None:
+def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0, alerts: int | None = None,
+                  api_url: str = "") -> None:
     where = "local broker (in-memory, stops with this process)" if local_broker else "Kafka"
     detectors = (f"{models} model(s) from {settings.models_file}" if models
                  else f"idle (no registry at {settings.models_file})")
@@ -214,10 +221,26 @@ def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0, al
         f"  ClickHouse              : {settings.redacted_clickhouse_url()} (database {settings.database})\n"
         f"  detectors               : {detectors}\n"
         f"  alerts                  : {alerting}\n"
+        f"  HTTP API                : {api_url} (docs at {api_url}/docs)\n"
         f"Send a first event:  driftline send-example --bootstrap-servers {settings.kafka_bootstrap_servers}\n"
         f"Stop with Ctrl-C; then `driftline db status` shows what was stored.",
         flush=True,
     )
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """The HTTP API alone, for a server deployment (a ClickHouse server shared with the other processes)."""
+    from driftline.api.serve import start_api
+
+    settings = _settings(args)
+    stop = _install_stop_handlers()
+    registry = _registry(settings) if settings.models_file.exists() else None
+    migrate(connect(settings))
+    api = start_api(settings, registry)
+    print(json.dumps({"api": api.url, "docs": f"{api.url}/docs"}), flush=True)
+    stop.wait()
+    api.stop()
+    return 0
 
 
 def cmd_send_example(args: argparse.Namespace) -> int:
@@ -382,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)")
     common(p, kafka=True)
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("api", help="serve the HTTP API alone (`up` serves it too)")
+    common(p)
+    p.set_defaults(func=cmd_api)
     p = sub.add_parser("collect", help="run the collector: Kafka -> ClickHouse, exactly once")
     common(p, kafka=True)
     p.set_defaults(func=cmd_collect)
@@ -495,6 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, BrokerUnavailable):
             print(f"driftline: {exc}", file=sys.stderr)
             return 4
+        from driftline.api.serve import ApiUnavailable
+
+        if isinstance(exc, ApiUnavailable):
+            print(f"driftline: {exc}", file=sys.stderr)
+            return 2
         raise
 
 

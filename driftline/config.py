@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Driftline's own base URL as users reach it, for drift report links in alerts."
     )
+    api_host: str = Field("127.0.0.1", description="Listen address of the HTTP API (`up` and `driftline api`).")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
     api_tokens_file: Path = Field(
         Path("tokens.yaml"),
         description="Bearer tokens of the HTTP API (YAML: name, sha256 or env, scopes, team). Missing: no tokens.",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +32,7 @@ def running_up(cwd: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Pope
         up = subprocess.Popen([sys.executable, "-m", "driftline.cli", "up"], cwd=cwd, env=env,
                               stdout=subprocess.PIPE, stderr=log)
         try:
-            yield up, [up.stdout.readline().decode() for _ in range(7)]  # type: ignore[union-attr]
+            yield up, [up.stdout.readline().decode() for _ in range(8)]  # type: ignore[union-attr]
         finally:
             up.send_signal(signal.SIGTERM)
             code = up.wait(timeout=60)
@@ -45,13 +48,23 @@ def wait_for_log(up: subprocess.Popen[bytes], cwd: Path, ready: Callable[[bytes]
 
 def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000)
+    env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
+                    api_port=free_port())
     with running_up(tmp_path, env) as (up, banner):
         assert banner[0].startswith("Driftline is up."), banner
         assert f"127.0.0.1:{port}" in banner[1]
         sent = run_driftline(["send-example", "--bootstrap-servers", f"127.0.0.1:{port}"], env)
         assert sent.returncode == 0, sent.stderr
         wait_for_log(up, tmp_path, lambda log: b'"inserted": 3' in log)
+        api = f"http://127.0.0.1:{env['DRIFTLINE_API_PORT']}"
+        assert f"HTTP API                : {api}" in banner[6], banner
+        with urllib.request.urlopen(f"{api}/healthz", timeout=10) as answer:
+            assert json.loads(answer.read()) == {"status": "ok"}
+        with urllib.request.urlopen(f"{api}/readyz", timeout=10) as answer:
+            assert json.loads(answer.read()) == {"ready": True, "clickhouse": "ok", "kafka": "ok"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{api}/models", timeout=10)
+        assert refused.value.code == 401  # no tokens configured: nothing but health is open
     status = run_driftline(["db", "status"], clean_env(clickhouse_url=f"chdb:{tmp_path / 'driftline-data'}"))
     assert json.loads(status.stdout)["rows"] == {"predictions": 1, "labels": 1, "infra_metrics": 1, "dead_letters": 0}
     rows = query_store(tmp_path / "driftline-data", "SELECT feature, value, category FROM prediction_features ORDER BY feature")
@@ -59,7 +72,7 @@ def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Pa
 
 
 def test_up_says_what_to_do_when_its_port_is_taken(tmp_path: Path, broker) -> None:
-    env = clean_env(local_broker_port=broker.port)
+    env = clean_env(local_broker_port=broker.port, api_port=free_port())
     done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 4
@@ -117,6 +130,7 @@ def test_up_runs_the_detector_schedule_and_the_alert_dispatcher(tmp_path: Path) 
             "  - {name: drift, model: example-model, when: {dataset_drift: {}}, routes: [owners]}\n")
         port = free_port()
         env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
+                        api_port=free_port(),
                         detector_catchup_windows=3, detector_grace_seconds=0)
         queued = subprocess.run([sys.executable, "-m", "driftline.cli", "alerts", "test", "--channel", "owners",
                                  "--model", "example-model"], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -138,9 +152,35 @@ def test_up_runs_the_detector_schedule_and_the_alert_dispatcher(tmp_path: Path) 
     assert states == [["drift", "inactive"]]  # evaluated after each tick: no data, no alert
 
 
+def test_api_serves_alone_and_up_reports_a_taken_api_port(tmp_path: Path) -> None:
+    token = "api-test-token-0123456789"
+    (tmp_path / "tokens.yaml").write_text(f"tokens:\n  - {{name: t, sha256: {hashlib.sha256(token.encode()).hexdigest()}, "
+                                          "scopes: [read]}\n")
+    (tmp_path / "models.yaml").write_text("models:\n  - {name: m1, task: regression, features: {x: numeric}, "
+                                          "reference: {rolling: {offset: 1d}}}\n")
+    port = free_port()
+    env = clean_env(clickhouse_url=f"chdb:{tmp_path / 'store'}", api_port=port)
+    api = subprocess.Popen([sys.executable, "-m", "driftline.cli", "api"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(api.stdout.readline())["api"] == f"http://127.0.0.1:{port}"  # type: ignore[union-attr]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/models", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert [m["name"] for m in json.loads(answer.read())] == ["m1"]
+        # The port is taken now: `up` says so before serving anything.
+        taken = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path / "..",
+                               env=clean_env(clickhouse_url=f"chdb:{tmp_path / 'other'}", local_broker_port=free_port(),
+                                             api_port=port), capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 2 and "cannot listen on 127.0.0.1" in taken.stderr, taken.stderr
+        assert "Traceback" not in taken.stderr
+    finally:
+        api.send_signal(signal.SIGTERM)
+        assert api.wait(timeout=30) == 0, api.stderr.read()  # type: ignore[union-attr]
+
+
 def test_up_refuses_an_invalid_registry_before_starting(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_text("models:\n  - name: m\n    task: regresion\n")
     done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path,
-                          env=clean_env(local_broker_port=free_port()), capture_output=True, text=True, timeout=60)
+                          env=clean_env(local_broker_port=free_port(), api_port=free_port()), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "models.yaml:3: model 'm': task:" in done.stderr and "Traceback" not in done.stderr
