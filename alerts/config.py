@@ -37,8 +37,6 @@ from driftline.yamlfile import (
 )
 
 
-
-
 def _one_source(values: dict[str, object], names: tuple[str, ...], what: str, *, required: bool) -> None:
     given = [n for n in names if values.get(n) is not None]
     if len(given) > 1 or (required and not given):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from clickhouse_connect.driver.client import Client
 
 from alerts.store import version_stamp
+from driftline.timestamps import as_utc
 
 UTC = dt.timezone.utc
 NAMESPACE = uuid.UUID("6f1d1c2e-8a53-4f4e-9a57-2f0c3b7d9e10")
@@ -57,12 +58,8 @@ class Delivery:
 COLUMNS = [f.name for f in fields(Delivery)]
 
 
-def _utc(value: object) -> object:
-    return value.replace(tzinfo=UTC) if isinstance(value, dt.datetime) and value.tzinfo is None else value
-
-
 def _from_row(row: tuple[object, ...]) -> Delivery:
-    return Delivery(**{name: _utc(v) for name, v in zip(COLUMNS, row, strict=True)})  # type: ignore[arg-type]
+    return Delivery(**{name: as_utc(v) for name, v in zip(COLUMNS, row, strict=True)})  # type: ignore[arg-type]
 
 
 def write_status(client: Client, deliveries: list[Delivery]) -> None:
@@ -99,7 +96,7 @@ def due(client: Client, now: dt.datetime, channels: list[str], limit: int = 100)
 def next_due_at(client: Client, channels: list[str]) -> dt.datetime | None:
     rows = client.query("SELECT min(next_attempt_at), count() FROM outbox FINAL WHERE status = 'pending' "
                         "AND channel IN {ch:Array(String)}", parameters={"ch": channels}).result_rows
-    return _utc(rows[0][0]) if rows and rows[0][1] else None  # type: ignore[return-value]
+    return as_utc(rows[0][0]) if rows and rows[0][1] else None  # type: ignore[return-value]
 
 
 def held(client: Client, channels: list[str]) -> dict[str, int]:
@@ -151,7 +148,7 @@ def last_webhook_at(client: Client, channel: str, model: str) -> dt.datetime | N
     rows = client.query("SELECT max(created_at), count() FROM outbox FINAL WHERE channel = {c:String} "
                         "AND model = {m:String} AND kind = 'webhook' AND event = 'firing' AND status != 'dead'",
                         parameters={"c": channel, "m": model}).result_rows
-    return _utc(rows[0][0]) if rows and rows[0][1] else None  # type: ignore[return-value]
+    return as_utc(rows[0][0]) if rows and rows[0][1] else None  # type: ignore[return-value]
 
 
 def replay(client: Client, delivery_id_: str, *, actor: str, now: dt.datetime | None = None) -> Delivery:

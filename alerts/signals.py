@@ -29,6 +29,7 @@ from detectors.performance import LOWER_IS_BETTER
 from detectors.results import DATASET_COLUMN
 from detectors.schedule import last_complete_window, windows_between
 from detectors.sources import TS, Window, label_horizon
+from driftline.timestamps import as_utc
 
 UTC = dt.timezone.utc
 JUDGED = ("ok", "drifted")
@@ -44,12 +45,8 @@ class Observation:
     detail: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
-
-
 def _window(start: dt.datetime, end: dt.datetime) -> Window:
-    return Window(_utc(start), _utc(end))
+    return Window(as_utc(start), as_utc(end))
 
 
 def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now: dt.datetime,
@@ -135,7 +132,7 @@ def _infra(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, now
         f"WHERE model = {{m:String}} AND ts >= {{lo:{TS}}} AND ts < {{hi:{TS}}} GROUP BY w",
         parameters={"m": model.name, "k": infra.metric, "len": length_ms, "lo": windows[0].start,
                     "hi": windows[-1].end}).result_rows
-    values = {_utc(w): (value, count) for w, value, count in rows}
+    values = {as_utc(w): (value, count) for w, value, count in rows}
     out = []
     for window in windows:
         value, count = values.get(window.start, (None, 0))

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from alerts.store import AlertEvent, record_events, version_stamp
 from driftline.names import validate_identifier
+from driftline.timestamps import as_utc
 
 UTC = dt.timezone.utc
 OPS = ("=~", "!~", "!=", "=")
@@ -117,10 +118,6 @@ def create_silence(client: Client, matchers: list[Matcher], *, author: str, comm
     return silence
 
 
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
-
-
 def _matcher(stored: object) -> Matcher:
     """Named tuples come back as dicts or tuples, depending on the client's settings."""
     if isinstance(stored, dict):
@@ -131,7 +128,7 @@ def _matcher(stored: object) -> Matcher:
 
 def list_silences(client: Client) -> list[Silence]:
     rows = client.query(f"SELECT {', '.join(COLUMNS[:-1])} FROM silences FINAL ORDER BY created_at").result_rows
-    return [Silence(r[0], tuple(_matcher(m) for m in r[1]), r[2], r[3], _utc(r[4]), _utc(r[5]), _utc(r[6]))
+    return [Silence(r[0], tuple(_matcher(m) for m in r[1]), r[2], r[3], as_utc(r[4]), as_utc(r[5]), as_utc(r[6]))
             for r in rows]
 
 

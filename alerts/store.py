@@ -15,11 +15,11 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from alerts.lifecycle import AlertState, Status
+from driftline.timestamps import as_utc
 
 UTC = dt.timezone.utc
 
@@ -80,12 +80,6 @@ class AlertRecord:
 STATE_COLUMNS = [f.name for f in fields(AlertRecord)]
 
 
-def _utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def load_states(client: Client, model: str | None = None) -> dict[str, AlertRecord]:
     """The latest state of every alert (of one model, if given)."""
     where = "WHERE model = {m:String}" if model is not None else ""
@@ -93,7 +87,7 @@ def load_states(client: Client, model: str | None = None) -> dict[str, AlertReco
                         parameters={"m": model} if model is not None else None).result_rows
     out = {}
     for row in rows:
-        record = AlertRecord(**{name: _utc(v) for name, v in zip(STATE_COLUMNS, row, strict=True)})
+        record = AlertRecord(**{name: as_utc(v) for name, v in zip(STATE_COLUMNS, row, strict=True)})
         record.labels = dict(record.labels)
         out[record.fingerprint] = record
     return out

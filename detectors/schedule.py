@@ -26,6 +26,7 @@ from clickhouse_connect.driver.client import Client
 from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
 from detectors.sources import TS, Window, label_horizon
+from driftline.timestamps import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, 
     candidates = list(windows_between(first_start, last.end, model.window))
     window_ms = int(model.window.total_seconds() * 1000)
     finished = {
-        _utc(start): _utc(started)
+        as_utc(start): as_utc(started)
         for start, started in client.query(
             f"SELECT window_start, max(started_at) FROM detector_runs WHERE model = {{m:String}} "
             f"AND stage = {{st:String}} AND status IN {{done:Array(String)}} AND window_start >= {{s:{TS}}} "
@@ -87,10 +88,6 @@ def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, 
     return [w for w in candidates if w.start not in finished]
 
 
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
-
-
 def _relabelled(client: Client, model: ModelSpec, finished: dict[dt.datetime, dt.datetime]) -> set[dt.datetime]:
     """Finished windows with a label (in the window's label range) ingested after that window's run started."""
     starts = sorted(finished)
@@ -102,7 +99,7 @@ def _relabelled(client: Client, model: ModelSpec, finished: dict[dt.datetime, dt
         parameters={"m": model.name, "starts": starts, "lo": starts[0], "hi": starts[-1] + reach,
                     "since": min(finished.values()), "reach": int(reach.total_seconds() * 1000)},
     ).result_rows
-    return {_utc(w) for w, latest in rows if _utc(latest) > finished[_utc(w)]}
+    return {as_utc(w) for w, latest in rows if as_utc(latest) > finished[as_utc(w)]}
 
 
 class DetectorScheduler:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from detectors.config import ModelSpec, Registry
 from driftline.api.auth import Authenticator, Principal, Scope
 from driftline.names import IDENTIFIER_PATTERN
+from driftline.timestamps import as_utc
 
 MAX_SPAN = dt.timedelta(days=400)
 MAX_BODY_BYTES = 1 << 20
@@ -57,7 +58,7 @@ def _summary(m: ModelSpec) -> ModelSummary:
 
 def _json_value(v: Any) -> Any:
     if isinstance(v, dt.datetime):
-        return (v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)).isoformat()
+        return as_utc(v).isoformat()
     if isinstance(v, float) and v != v:
         return None
     return v
@@ -169,8 +170,8 @@ def create_app(registry: Registry, authenticator: Authenticator, client_factory:
             offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
         ) -> Page:
             spec = model_for(model, who)
-            end_ = _aware(end) if end else dt.datetime.now(dt.timezone.utc)
-            start_ = _aware(start) if start else end_ - dt.timedelta(days=1)
+            end_ = as_utc(end) if end else dt.datetime.now(dt.timezone.utc)
+            start_ = as_utc(start) if start else end_ - dt.timedelta(days=1)
             if start_ >= end_:
                 raise HTTPException(422, "start must be before end")
             if end_ - start_ > MAX_SPAN:
@@ -194,6 +195,3 @@ def create_app(registry: Registry, authenticator: Authenticator, client_factory:
         app.get(f"/models/{{model}}/{kind}", tags=["results"], name=f"{kind} results")(results(kind))
     return app
 
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
