@@ -26,6 +26,7 @@ from alerts import outbox
 from alerts.channels import MissingSecret, email_notifier, webhook_notifier
 from alerts.config import AlertConfig, EmailChannel
 from alerts.notify.outcome import Outcome, backoff_seconds
+from driftline import metrics
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -79,6 +80,7 @@ class Dispatcher:
             else:
                 d.status, d.last_error, outcome = "dead", result.detail, "dead"
             outbox.record_attempt(self.client, d, at=now, outcome=outcome, detail=result.detail, duration_ms=elapsed_ms)
+            metrics.delivery_attempt(d, outcome, elapsed_ms / 1000)
             outbox.write_status(self.client, [d])
             level = logging.INFO if result.delivered else logging.WARNING
             log.log(level, "delivery attempt", extra={"delivery": d.delivery_id, "channel": d.channel, "model": d.model,

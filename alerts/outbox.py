@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from clickhouse_connect.driver.client import Client
 
 from alerts.store import version_stamp
+from driftline import metrics
 from driftline.timestamps import as_utc
 
 UTC = dt.timezone.utc
@@ -81,6 +82,8 @@ def enqueue(client: Client, items: list[tuple[Delivery, bytes]]) -> list[Deliver
     client.insert("outbox_bodies", [[d.delivery_id, body, d.created_at] for d, body in new],
                   column_names=["delivery_id", "body", "created_at"])
     write_status(client, [d for d, _ in new])
+    for d, _ in new:
+        metrics.NOTIFICATIONS_QUEUED.labels(d.kind).inc()
     return [d for d, _ in new]
 
 

@@ -24,6 +24,7 @@ from collector.decode import RecordDecoder
 from collector.sink import ClickHouseSink
 from collector.stats import CollectorStats
 from collector.writer import BatchWriter
+from driftline import metrics
 from driftline.config import Settings
 from driftline.contracts import EventKind
 from driftline.store import connect
@@ -100,9 +101,9 @@ class Collector:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
         self.settings = settings
         self.collector_id = collector_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.stats = CollectorStats()
-        self._stop = stop_event or threading.Event()
         topics = {EventKind(k): t for k, t in settings.topics.items()}
+        self.stats = CollectorStats(kinds={t: k.value for k, t in topics.items()})
+        self._stop = stop_event or threading.Event()
         self._topics = list(topics.values())
         self._decoder = RecordDecoder(topics, settings.max_event_bytes)
         self._batch = Batch()
@@ -168,6 +169,7 @@ class Collector:
         for tp, messages in records.items():
             self._decoder.add_records(batch, tp.topic, tp.partition, messages)
             self.stats.consumed += len(messages)
+            metrics.consumed(self.stats.kinds.get(tp.topic, metrics.UNKNOWN), len(messages))
 
     def _submit(self) -> None:
         """Hand the open batch to the writer; while it is busy, pause fetching but stay in the group.
@@ -197,6 +199,7 @@ class Collector:
             if high is not None:
                 r.lag = max(0, high - r.next_offset)
                 self.stats.lag[(topic, partition)] = r.lag
+                metrics.LAG.labels(topic, str(partition)).set(r.lag)
         self._writer.submit(batch)
 
     def _flush_timeout(self) -> float:
@@ -247,6 +250,7 @@ class Collector:
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         if not revoked:
             return
+        metrics.partitions_revoked((tp.topic, tp.partition) for tp in revoked)
         log.info("partitions revoked, flushing", extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp in revoked]})
         if not self._flush_and_drain(self._flush_timeout()):
             # Our writer may still hold rows for partitions another collector now owns: stop rather than

@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from collector.batch import Batch, Origin
 from collector.decode import RecordDecoder
 from collector.sink import ClickHouseSink
+from driftline import metrics
 from driftline.contracts import EventKind
 
 CHUNK = 20_000
@@ -35,6 +36,7 @@ def write_events(client: Client, kind: EventKind, payloads: Iterable[bytes], *, 
         batch = Batch()
         decoder.add_records(batch, source, 0, chunk)
         rejected = sink.write(batch)
+        metrics.batch_written(batch, rejected, {source: kind.value})
         written += len(batch.rows[kind]) - len(rejected)
         dead += len(batch.dead_letters) + len(rejected)
         chunk.clear()

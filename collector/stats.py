@@ -2,7 +2,7 @@
 
 Per batch they are also persisted in `ingest_batches` (by the checkpoint), so
 Grafana can chart them from ClickHouse; this object is the live view for
-logs, the progress line of `driftline up` and, later, Prometheus.
+logs, the progress line of `driftline up` and Prometheus (`driftline.metrics`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from collector.batch import Batch, DeadLetter
+from driftline import metrics
 
 
 @dataclass
@@ -27,6 +28,7 @@ class CollectorStats:
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     dead_letters_by_kind: Counter[str] = field(default_factory=Counter)
     inserted_by_topic: Counter[str] = field(default_factory=Counter)
+    kinds: dict[str, str] = field(default_factory=dict)  # topic -> event kind, for the Prometheus labels
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_batch(self, batch: Batch, rejected: list[DeadLetter], flush_ms: float) -> None:
@@ -39,6 +41,7 @@ class CollectorStats:
                 self.dead_lettered += dead_letters
             for letter in batch.dead_letters + rejected:
                 self.dead_letters_by_kind[letter.error_kind] += 1
+        metrics.batch_written(batch, rejected, self.kinds, flush_seconds=flush_ms / 1000)
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:

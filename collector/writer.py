@@ -20,6 +20,7 @@ from collector.batch import Batch
 from collector.checkpoint import OffsetStore
 from collector.sink import ClickHouseSink, StoreUnavailable
 from collector.stats import CollectorStats
+from driftline import metrics
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class BatchWriter:
             started = time.perf_counter()
             try:
                 if attempt > 1:
+                    metrics.WRITE_RETRIES.inc()
                     # Undo whatever the failed attempt wrote before writing the batch again.
                     self._offsets.rollback({tp: r.first_offset for tp, r in batch.ranges.items()})
                 rejected = self._sink.write(batch)
@@ -117,6 +119,7 @@ class BatchWriter:
             except Exception as exc:
                 # A sink outage, or the rollback/checkpoint failing: the same outage seen from another call.
                 self._stats.store_errors += 1
+                metrics.STORE_ERRORS.inc()
                 error = str(exc) if isinstance(exc, StoreUnavailable) else type(exc).__name__
                 if self._stop_retrying.is_set() or self._stop_retrying.wait(delay):
                     log.error("stopping with a batch unwritten; it is replayed from the checkpoint at the next start",

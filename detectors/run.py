@@ -41,6 +41,7 @@ from detectors.sources import (
     value_sql,
 )
 from detectors.summaries import ColumnType
+from driftline import metrics
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
                    started_at=started, rows_scanned=result.rows_scanned, status=result.status, error=result.error)
     except Exception:
         log.exception("could not record the detector run", extra={"model": model.name, "stage": stage})
+    metrics.detector_run(result)
     log.info("detector run", extra={"model": model.name, "stage": stage, "window": str(window),
                                     "status": result.status, "duration_s": round(result.duration_s, 3),
                                     "drifted": result.drifted_columns, "degraded": result.degraded_metrics})

@@ -26,6 +26,7 @@ from clickhouse_connect.driver.client import Client
 from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
 from detectors.sources import TS, Window, label_horizon
+from driftline import metrics
 from driftline.timestamps import as_utc
 
 log = logging.getLogger(__name__)
@@ -140,9 +141,12 @@ class DetectorScheduler:
             except Exception:
                 log.exception("cannot list due windows", extra={"model": model.name, "stage": stage})
                 continue
+            behind = metrics.WINDOWS_BEHIND.labels(model.name, stage)
+            behind.set(len(windows))
             for window in windows:
                 result = run_stage(client, model, window, stage, trigger="schedule")
                 results.append(result)
+                behind.dec(1 if result.status in DONE else 0)
                 if self.on_result is not None:
                     self.on_result(result)
         if self.after_tick is not None:
