@@ -17,6 +17,7 @@ Subcommands:
   silence       add, list, expire
   deliveries    list, replay, run (the notification outbox)
   dashboards    generate, check, push                 (see driftline/cli_dashboards.py)
+  demo          everything plus three simulated models, catchers and a summary (see driftline/cli_demo.py)
 """
 
 from __future__ import annotations
@@ -398,10 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
         if kafka:
             p.add_argument("--bootstrap-servers", help="overrides DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS")
 
-    from driftline import cli_alerts, cli_dashboards
+    from driftline import cli_alerts, cli_dashboards, cli_demo
 
     cli_alerts.add_parsers(sub, common)
     cli_dashboards.add_parsers(sub, common)
+    cli_demo.add_parsers(sub, common)
     p = sub.add_parser("up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)")
     common(p, kafka=True)
     p.set_defaults(func=cmd_up)
