@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
@@ -71,12 +69,15 @@ class PassResult:
 class Evaluator:
     def __init__(self, client: Client, registry: Registry, config: AlertConfig, *, grafana_url: str | None = None,
                  public_url: str | None = None, catchup_windows: int = 24, report_rows: int = 5000,
-                 grace: dt.timedelta = dt.timedelta(0)) -> None:
+                 grace: dt.timedelta = dt.timedelta(0), link_secret: bytes | None = None,
+                 link_lifetime: dt.timedelta = dt.timedelta(days=7)) -> None:
         self.client = client
         self.registry = registry
         self.config = config
         self.grafana_url = grafana_url
         self.public_url = public_url
+        self.link_secret = link_secret  # signs the report links (they open without a token until they expire)
+        self.link_lifetime = link_lifetime
         self.catchup_windows = catchup_windows
         self.report_rows = report_rows
         self.grace = grace  # infra windows are judged this long after they end, like the detectors' windows
@@ -247,7 +248,8 @@ class Evaluator:
             did = outbox.delivery_id(name, event, *key)
             latest = max(group, key=lambda n: n.window.end)
             version = latest.record.model_version
-            link = links(model.name, latest.window, grafana_url=self.grafana_url, public_url=self.public_url)
+            link = links(model.name, latest.window, grafana_url=self.grafana_url, public_url=self.public_url,
+                         link_secret=self.link_secret, link_lifetime=self.link_lifetime, now=now)
             features = []
             if event == "firing":
                 if latest.window not in features_of:
@@ -274,13 +276,10 @@ class Evaluator:
 
     def _report(self, model: ModelSpec, notice: Notice) -> bytes | None:
         """The Evidently drift report of the notice's window, or None (the email says where to find it)."""
-        from detectors.report import write_report
+        from detectors.report import render_report
 
         try:
-            with tempfile.TemporaryDirectory(prefix="driftline-report-") as tmp:
-                out = write_report(self.client, model, start=notice.window.start, end=notice.window.end,
-                                   out=Path(tmp) / "report.html", sample_rows=self.report_rows)
-                return out.read_bytes()
+            return render_report(self.client, model, notice.window, sample_rows=self.report_rows).encode("utf-8")
         except Exception:
             log.warning("drift report not attached", exc_info=True, extra={"model": model.name})
             return None

@@ -10,10 +10,11 @@ refuses line breaks in it.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from clickhouse_connect.driver.client import Client
 
@@ -21,6 +22,7 @@ from alerts.payload import DriftedFeature, Links, MetricDrop, RetrainRequest
 from alerts.payload import Window as PayloadWindow
 from alerts.store import AlertRecord
 from detectors.sources import TS, Window
+from driftline.api.links import DEFAULT_LIFETIME, report_url
 
 MODEL_DASHBOARD_UID = "driftline-model"
 REASONS = {"dataset_drift": "dataset_drift", "feature_drift": "feature_drift", "performance_drop": "performance_drop",
@@ -38,13 +40,16 @@ class Notice:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def links(model: str, window: Window, *, grafana_url: str | None, public_url: str | None) -> Links:
+def links(model: str, window: Window, *, grafana_url: str | None, public_url: str | None,
+          link_secret: bytes | None = None, link_lifetime: dt.timedelta = DEFAULT_LIFETIME,
+          now: dt.datetime | None = None) -> Links:
+    """The dashboard and report links; the report link is signed (opens without a token) given a link secret."""
     span = {"from": int((window.start - (window.end - window.start) * 6).timestamp() * 1000),
             "to": int(window.end.timestamp() * 1000)}
     dashboard = (f"{grafana_url.rstrip('/')}/d/{MODEL_DASHBOARD_UID}/model?"
                  f"{urlencode({'var-model': model, **span})}") if grafana_url else None
-    report = (f"{public_url.rstrip('/')}/models/{quote(model, safe='')}/report?"
-              f"{urlencode({'start': window.start.isoformat(), 'end': window.end.isoformat()})}") if public_url else None
+    report = report_url(public_url, model, window.start, window.end, secret=link_secret, now=now,
+                        lifetime=link_lifetime) if public_url else None
     return Links(dashboard=dashboard, report=report)
 
 

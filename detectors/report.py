@@ -56,19 +56,34 @@ def warm_up() -> None:
     import evidently.presets  # noqa: F401
 
 
-def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None, end: dt.datetime | None,
-                 out: Path, sample_rows: int = 50_000) -> Path:
-    """Render the report to `out` (HTML). Raises ValueError when a side has no rows."""
+class NothingToReport(ValueError):
+    """A side of the report has no rows: `side` is "reference" or "current window"."""
+
+    def __init__(self, model: str, side: str, window: Window) -> None:
+        super().__init__(f"model {model!r}: the {side} has no rows for {window}; nothing to report")
+        self.model, self.side, self.window = model, side, window
+
+
+def report_window(model: ModelSpec, start: dt.datetime | None, end: dt.datetime | None,
+                  now: dt.datetime | None = None) -> Window:
+    """[start, end), or the model's latest complete drift window when neither is given."""
+    if start is not None and end is not None:
+        return Window(start, end)
+    return last_complete_window(model, "drift", now or dt.datetime.now(timezone.utc), timedelta(0))
+
+
+def render_report(client: Client, model: ModelSpec, window: Window, *, sample_rows: int = 50_000) -> str:
+    """The report of `window` as one self-contained HTML page (charts included, nothing fetched).
+
+    Raises NothingToReport when a side has no rows, ValueError for a bad sample size. Takes seconds
+    (Evidently's import alone is about 3 s the first time): call it off the event loop.
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    now = dt.datetime.now(timezone.utc)
-    window = Window(start, end) if start is not None and end is not None else last_complete_window(
-        model, "drift", now, timedelta(0))
     reference, current = sample_frames(client, model, window, sample_rows)
     if reference.empty or current.empty:
-        empty = "reference" if reference.empty else "current window"
-        raise ValueError(f"model {model.name!r}: the {empty} has no rows for {window}; nothing to report")
+        raise NothingToReport(model.name, "reference" if reference.empty else "current window", window)
     numeric = [n for n, f in model.features.items() if f.type is ColumnType.NUMERIC]
     categorical = [n for n, f in model.features.items() if f.type is ColumnType.CATEGORICAL]
     prediction = [c for c in reference.columns if c not in model.features]
@@ -84,6 +99,13 @@ def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None,
         Dataset.from_pandas(reference, data_definition=definition),
         name=f"{model.name} {window}",
     )
+    return snapshot.get_html_str(as_iframe=False)
+
+
+def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None, end: dt.datetime | None,
+                 out: Path, sample_rows: int = 50_000) -> Path:
+    """Render the report to `out` (HTML). Raises ValueError (NothingToReport) when a side has no rows."""
+    html = render_report(client, model, report_window(model, start, end), sample_rows=sample_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(out))
+    out.write_text(html, encoding="utf-8")
     return out

@@ -192,10 +192,13 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
 
         threading.Thread(target=warm_up, name="report-warm-up", daemon=True).start()
 
+    link_secret = settings.link_secret()  # read once; a bad secret file fails the start
+
     def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
         result = Evaluator(client, registry, alert_config, grafana_url=settings.grafana_url,
                            public_url=settings.public_url, catchup_windows=settings.detector_catchup_windows,
-                           grace=dt.timedelta(seconds=settings.detector_grace_seconds)).evaluate(model.name)
+                           grace=dt.timedelta(seconds=settings.detector_grace_seconds), link_secret=link_secret,
+                           link_lifetime=dt.timedelta(days=settings.api_link_lifetime_days)).evaluate(model.name)
         if result.queued and dispatcher is not None:
             dispatcher[0].wake.set()
 

@@ -89,7 +89,9 @@ def cmd_alerts_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     client = _store(settings)
     evaluator = Evaluator(client, registry, config, grafana_url=settings.grafana_url, public_url=settings.public_url,
                           catchup_windows=settings.detector_catchup_windows,
-                          grace=dt.timedelta(seconds=settings.detector_grace_seconds))
+                          grace=dt.timedelta(seconds=settings.detector_grace_seconds),
+                          link_secret=settings.link_secret(),
+                          link_lifetime=dt.timedelta(days=settings.api_link_lifetime_days))
     for model in ([registry.get(m) for m in args.model] if args.model else registry.models):
         result = evaluator.evaluate(model.name)
         print(_json({"model": model.name, "transitions": [f"{e.rule}/{e.event}" for e in result.transitions],

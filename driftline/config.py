@@ -103,6 +103,17 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Driftline's own base URL as users reach it, for drift report links in alerts."
     )
+    api_link_secret_file: Path | None = Field(
+        None,
+        description="File holding the secret that signs report links in alert emails (at least 16 bytes; "
+        "overrides `DRIFTLINE_API_LINK_SECRET`). Unset, and no secret: links are plain and need a token.",
+    )
+    api_link_secret: SecretStr | None = Field(
+        None, description="The report link signing secret itself, if not in a file (never logged)."
+    )
+    api_link_lifetime_days: float = Field(
+        7.0, gt=0, le=366, description="How long a signed report link in an alert email stays valid."
+    )
     api_host: str = Field("127.0.0.1", description="Listen address of the HTTP API (`up` and `driftline api`).")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
     api_tokens_file: Path = Field(
@@ -184,6 +195,19 @@ class Settings(BaseSettings):
             return None
         password = urlsplit(self.clickhouse_url).password
         return SecretStr(unquote(password)) if password else None
+
+    def link_secret(self) -> bytes | None:
+        """The report link signing secret (file first, then the variable), or None; never logged."""
+        if self.api_link_secret_file is not None:
+            value = self.api_link_secret_file.read_text().strip()
+        elif self.api_link_secret is not None:
+            value = self.api_link_secret.get_secret_value().strip()
+        else:
+            return None
+        if len(value.encode()) < 16:
+            raise ValueError("the report link secret (DRIFTLINE_API_LINK_SECRET_FILE / DRIFTLINE_API_LINK_SECRET) "
+                             "must be at least 16 bytes")
+        return value.encode()
 
     def redacted_clickhouse_url(self) -> str:
         """The URL with any password replaced, for logs and messages."""
