@@ -1,0 +1,318 @@
+"""The API's write side on the real engine: ingest over HTTP, reference uploads, registry reload, alert
+acknowledgement, silences and delivery replay; every success and the error cases around it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts import outbox
+from alerts.evaluate import Evaluator
+from alerts.store import load_states
+from collector.http_source import SOURCE_TOPICS
+from detectors.config import load_registry, registry_from_yaml
+from driftline.api.app import create_app
+from driftline.api.auth import load_tokens
+from driftline.config import Settings
+from driftline.contracts import EventKind
+from driftline.store import connect
+from driftline.yamlfile import ConfigError, LocatedYaml
+from tests.integration.alerting import UTC, alert_config, hour, tag, write_drift
+
+pytestmark = pytest.mark.integration
+
+TOKENS = {"reader": "read-token-0123456789", "writer": "write-token-0123456789", "admin": "admin-token-0123456789",
+          "team": "team-token-0123456789"}
+DAY = dt.datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def model_entry(name: str, owner: str) -> dict[str, object]:
+    return {"name": name, "task": "binary_classification", "owner": owner,
+            "features": {"x1": "numeric", "x2": "numeric", "c": "categorical"},
+            "reference": {"upload": "train"}, "window": "1h"}
+
+
+def write_tokens(path: Path) -> Path:
+    lines = ["tokens:"]
+    scopes = {"reader": "[read]", "writer": "[read, write]", "admin": "[admin]", "team": "[write]"}
+    for name, token in TOKENS.items():
+        team = ", team: team-a" if name == "team" else ""
+        lines.append(f"  - {{name: {name}, sha256: {hashlib.sha256(token.encode()).hexdigest()}, "
+                     f"scopes: {scopes[name]}{team}}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def api(base_settings, store, tmp_path: Path):  # type: ignore[no-untyped-def]
+    a, b = f"wa-{tag()}", f"wb-{tag()}"
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(json.dumps({"models": [model_entry(a, "team-a"), model_entry(b, "team-b")]}))
+    settings = Settings(**{**base_settings.model_dump(), "api_max_body_bytes": 4096, "api_max_upload_bytes": 200_000,
+                           "api_ingest_partition": int(tag(), 16) % 60000})
+    app = create_app(load_registry(models_file), load_tokens(write_tokens(tmp_path / "tokens.yaml")),
+                     lambda: connect(base_settings), settings=settings, reload=lambda: load_registry(models_file))
+    return TestClient(app), a, b, models_file, settings
+
+
+def auth(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[who]}"}
+
+
+def prediction(model: str, i: int, **override: object) -> dict[str, object]:
+    return {"event_id": f"{model}-{i}", "model": model, "model_version": "1", "ts": "2026-04-01T10:00:00Z",
+            "features": {"x1": float(i), "x2": 0.5, "c": "a"}, "prediction": 1, **override}
+
+
+# -- ingest ----------------------------------------------------------------------------------------------------------
+
+def test_ingest_stores_valid_events_and_dead_letters_the_rest_by_position(api, store) -> None:  # type: ignore[no-untyped-def]
+    client, a, _, _, settings = api
+    events = [prediction(a, 0), prediction(a, 1, features={"x1": [1, 2]}), prediction(a, 2),
+              {"model": a, "nonsense": True}, prediction(a, 3, ts="yesterday")]
+    answer = client.post("/ingest/predictions", json=events, headers=auth("writer"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["dead_lettered"]) == (2, 3)
+    assert [e["index"] for e in body["errors"]] == [1, 3, 4]
+    assert body["unknown_models"] == []
+    rows = store.query("SELECT event_id FROM predictions WHERE model = {m:String} ORDER BY event_id",
+                       parameters={"m": a}).result_rows
+    assert [r[0] for r in rows] == [f"{a}-0", f"{a}-2"]
+    raws = store.query("SELECT raw FROM dead_letters WHERE topic = {t:String} AND partition = {p:Int32} ORDER BY offset",
+                       parameters={"t": SOURCE_TOPICS[EventKind.PREDICTION], "p": settings.api_ingest_partition}
+                       ).result_rows
+    assert [json.loads(r[0]) for r in raws] == [events[1], events[3], events[4]]  # the exact events, kept
+
+    # NDJSON: every line its own event, a line that is not JSON is a dead letter with its bytes.
+    ndjson = b"\n".join([json.dumps(prediction(a, 10)).encode(), b"{not json", json.dumps(prediction(a, 11)).encode()])
+    answer = client.post("/ingest/predictions", content=ndjson, headers={**auth("writer"),
+                                                                          "Content-Type": "application/x-ndjson"})
+    assert answer.json()["accepted"] == 2 and answer.json()["errors"][0]["index"] == 1
+    # Offsets continue across batches (and app restarts read the highest stored): nothing is overwritten.
+    count = store.query("SELECT count(), uniqExact(topic, partition, offset) FROM predictions WHERE model = {m:String}",
+                        parameters={"m": a})
+    assert count.result_rows[0] == (4, 4)
+
+
+def test_ingest_offsets_survive_a_restart_of_the_api(api, base_settings, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, a, _, models_file, settings = api
+    assert client.post("/ingest/labels", json=[{"event_id": f"{a}-0", "model": a, "ts": "2026-04-01T11:00:00Z",
+                                                "label": 1}], headers=auth("writer")).json()["accepted"] == 1
+    again = TestClient(create_app(load_registry(models_file), load_tokens(tmp_path / "tokens.yaml"),
+                                  lambda: connect(base_settings), settings=settings))
+    assert again.post("/ingest/labels", json=[{"event_id": f"{a}-1", "model": a, "ts": "2026-04-01T11:00:00Z",
+                                               "label": 0}], headers=auth("writer")).json()["accepted"] == 1
+    rows = store.query("SELECT event_id FROM labels WHERE model = {m:String} ORDER BY event_id",
+                       parameters={"m": a}).result_rows
+    assert [r[0] for r in rows] == [f"{a}-0", f"{a}-1"]
+
+
+def test_ingest_refusals(api, store) -> None:  # type: ignore[no-untyped-def]
+    client, a, b, _, _ = api
+    assert client.post("/ingest/predictions", json=[prediction(a, 0)], headers=auth("reader")).status_code == 403
+    assert client.post("/ingest/predictions", json=[prediction(a, 0)]).status_code == 401
+    bad = client.post("/ingest/predictions", content=b"[{\"model\": 1,", headers={**auth("writer"),
+                                                                                "Content-Type": "application/json"})
+    assert bad.status_code == 400 and "application/x-ndjson" in bad.json()["detail"]
+    assert client.post("/ingest/nonsense", json=[], headers=auth("writer")).status_code == 422
+    # The team token may post its own model's events, and a batch naming another team's model is refused whole.
+    assert client.post("/ingest/predictions", json=[prediction(a, 50)], headers=auth("team")).json()["accepted"] == 1
+    mixed = client.post("/ingest/predictions", json=[prediction(a, 51), prediction(b, 52)], headers=auth("team"))
+    assert mixed.status_code == 403 and b in mixed.json()["detail"] and "nothing was stored" in mixed.json()["detail"]
+    assert store.query("SELECT count() FROM predictions WHERE event_id = {e:String}",
+                       parameters={"e": f"{a}-51"}).result_rows[0][0] == 0
+    unknown = client.post("/ingest/predictions", json=[prediction("not-registered", 1)], headers=auth("writer"))
+    assert unknown.json()["unknown_models"] == ["not-registered"]
+    big = client.post("/ingest/predictions", content=b"x" * 300_000, headers=auth("writer"))
+    assert big.status_code == 413
+    assert client.post("/ingest/predictions", json=[], headers=auth("writer")).json()["accepted"] == 0
+
+
+def test_small_bodies_are_bounded_even_without_a_content_length(api) -> None:  # type: ignore[no-untyped-def]
+    client, a, _, _, _ = api
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(10):
+            yield b" " * 1000
+
+    answer = client.post("/silences", content=chunks(), headers={**auth("writer"), "Content-Type": "application/json"})
+    assert answer.status_code == 413 and "4096 bytes" in answer.json()["detail"]
+    bulk = client.post("/ingest/predictions", content=(b" " * 10_000 for _ in range(30)), headers=auth("writer"))
+    assert bulk.status_code == 413 and "200000 bytes" in bulk.json()["detail"]
+    small = client.post("/silences", content=iter([b'{"matchers": ["model=' + a.encode() + b'"], ',
+                                                   b'"duration": "1h", "comment": "chunked"}']),
+                        headers={**auth("writer"), "Content-Type": "application/json"})
+    assert small.status_code == 201, small.text
+
+
+# -- references ------------------------------------------------------------------------------------------------------
+
+def test_reference_upload_validates_whole_then_replaces(api, store) -> None:  # type: ignore[no-untyped-def]
+    client, a, b, _, _ = api
+    csv = "x1,x2,c,prediction,label\n" + "".join(f"{i},{i / 10},{'ab'[i % 2]},1,0\n" for i in range(50))
+    url = f"/models/{a}/references/train"
+    done = client.post(url, content=csv, headers={**auth("writer"), "Content-Type": "text/csv"})
+    assert done.status_code == 201 and done.json() == {"model": a, "reference": "train", "rows": 50}
+    listed = client.get(f"/models/{a}/references", headers=auth("reader")).json()
+    assert [(r["reference"], r["rows"]) for r in listed] == [("train", 50)]
+    broken = csv + "not-a-number,1,a,1,0\n"
+    refused = client.post(url, content=broken, headers={**auth("writer"), "Content-Type": "text/csv"})
+    assert refused.status_code == 422 and "x1" in refused.json()["detail"]
+    assert client.get(f"/models/{a}/references", headers=auth("reader")).json()[0]["rows"] == 50  # kept
+    assert client.post(url, content=csv, headers=auth("writer")).status_code == 415
+    assert client.post(f"{url}?format=parquet", content=b"PAR1 not parquet", headers=auth("writer")).status_code == 422
+    assert client.post(url, content=csv, headers={**auth("reader"), "Content-Type": "text/csv"}).status_code == 403
+    assert client.post(f"/models/{b}/references/train", content=csv,
+                       headers={**auth("team"), "Content-Type": "text/csv"}).status_code == 403
+    assert client.post(f"/models/{a}/references/bad%20name", content=csv,
+                       headers={**auth("writer"), "Content-Type": "text/csv"}).status_code == 422
+    assert client.post(f"/models/nope-{tag()}/references/train", content=csv,
+                       headers={**auth("writer"), "Content-Type": "text/csv"}).status_code == 404
+    assert client.post(url, content="x" * 250_000, headers={**auth("writer"), "Content-Type": "text/csv"}
+                       ).status_code == 413
+
+
+# -- reload ----------------------------------------------------------------------------------------------------------
+
+def test_reload_switches_only_to_a_valid_registry(api, base_settings, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, a, b, models_file, settings = api
+    assert client.post("/models/reload", headers=auth("writer")).status_code == 403
+    c = f"wc-{tag()}"
+    models_file.write_text(json.dumps({"models": [model_entry(a, "team-a"), model_entry(c, "team-c")]}))
+    done = client.post("/models/reload", headers=auth("admin"))
+    assert done.status_code == 200 and done.json() == {"models": [a, c]}
+    assert client.get(f"/models/{b}", headers=auth("reader")).status_code == 404
+    models_file.write_text(json.dumps({"models": [{"name": a, "task": "nonsense"}]}))
+    refused = client.post("/models/reload", headers=auth("admin"))
+    assert refused.status_code == 422 and "still running the previous one" in refused.json()["detail"]
+    assert [m["name"] for m in client.get("/models", headers=auth("reader")).json()] == [a, c]
+    fixed = TestClient(create_app(registry_from_yaml(LocatedYaml(Path("t"), {"models": []})),
+                                  load_tokens(tmp_path / "tokens.yaml"), lambda: connect(base_settings)))
+    assert fixed.post("/models/reload", headers=auth("admin")).status_code == 409
+    with pytest.raises(ConfigError):
+        load_registry(models_file)
+
+
+# -- alerts, acknowledgement -----------------------------------------------------------------------------------------
+
+def test_acknowledging_stops_repeats_until_the_episode_ends(api, store) -> None:  # type: ignore[no-untyped-def]
+    client, a, b, _, _ = api
+    registry = client.app.state.ctx.registry  # type: ignore[attr-defined]
+    config = alert_config(a, channels={f"mail-{a}": {"type": "email", "to": ["owner@example.com"],
+                                                       "attach_report": False}},
+                          rules=[{"name": "dataset-drift", "when": {"dataset_drift": {"fire_share": 0.5,
+                                                                                      "clear_share": 0.3}},
+                                  "for": 1, "clear_for": 1, "repeat_interval": "2h"}])
+    evaluator = Evaluator(store, registry, config, catchup_windows=24)
+    emails: list[tuple[int, str]] = []
+    fingerprint = ""
+    for h in range(1, 14):
+        drifted = h - 1 < 6 or h - 1 >= 9  # an episode over windows 0-5, recovery, a second from window 9
+        write_drift(store, a, hour(DAY, h - 1), share=0.67 if drifted else 0.0, drifted=("x1",) if drifted else ())
+        for d in evaluator.evaluate(a, now=DAY + dt.timedelta(hours=h, minutes=30)).queued:
+            emails.append((h, d.event))
+        if h == 2:
+            listed = client.get(f"/alerts?model={a}", headers=auth("reader")).json()
+            assert [(r["rule"], r["status"], r["acknowledged_by"]) for r in listed] == [("dataset-drift", "firing", None)]
+            fingerprint = listed[0]["fingerprint"]
+            assert client.post(f"/alerts/{fingerprint}/ack", json={"comment": "on it"},
+                               headers=auth("reader")).status_code == 403
+            done = client.post(f"/alerts/{fingerprint}/ack", json={"comment": "on it"}, headers=auth("writer"))
+            assert done.status_code == 200 and done.json()["acknowledged_by"] == "writer"
+            assert client.get(f"/alerts?model={a}", headers=auth("reader")).json()[0]["acknowledged_by"] == "token:writer"
+    # Without the ack the 2 h repeat would have mailed at 3 and 5; the resolve and the next episode still mail.
+    assert emails == [(1, "firing"), (7, "resolved"), (10, "firing"), (12, "firing")]
+    detail = client.get(f"/alerts/{fingerprint}", headers=auth("reader")).json()
+    acks = [h for h in detail["history"] if h["event"] == "acknowledged"]
+    assert [(h["actor"], h["detail"]) for h in acks] == [("token:writer", "on it")]
+    state = load_states(store, a)[fingerprint]
+    assert state.status == "firing"
+    # Not found, malformed, another team's, nothing to acknowledge.
+    assert client.post("/alerts/0123456789abcdef/ack", json={}, headers=auth("writer")).status_code == 404
+    assert client.post("/alerts/'; DROP TABLE alert_states; --/ack", json={}, headers=auth("writer")).status_code in (404, 422)
+    assert client.get(f"/alerts?model={b}", headers=auth("team")).status_code == 403
+    write_drift(store, b, hour(DAY, 0), share=0.67, drifted=("x1",))
+    config_b = alert_config(b, channels={f"m-{b}": {"type": "email", "to": ["o@example.com"], "attach_report": False}},
+                            rules=[{"name": "dataset-drift", "when": {"dataset_drift": {"fire_share": 0.5,
+                                                                                        "clear_share": 0.3}},
+                                    "for": 2, "clear_for": 1}])
+    Evaluator(store, registry, config_b).evaluate(b, now=DAY + dt.timedelta(hours=1, minutes=30))
+    fp_b = next(iter(load_states(store, b)))
+    assert client.post(f"/alerts/{fp_b}/ack", json={}, headers=auth("team")).status_code == 403
+    write_drift(store, b, hour(DAY, 1), share=0.0)
+    Evaluator(store, registry, config_b).evaluate(b, now=DAY + dt.timedelta(hours=2, minutes=30))
+    gone = client.post(f"/alerts/{fp_b}/ack", json={}, headers=auth("writer"))
+    assert gone.status_code == 409 and "nothing to acknowledge" in gone.json()["detail"]
+
+
+# -- silences and deliveries -----------------------------------------------------------------------------------------
+
+def test_silences_create_list_expire_with_team_limits(api, store) -> None:  # type: ignore[no-untyped-def]
+    client, a, b, _, _ = api
+    made = client.post("/silences", json={"matchers": [f"model={a}", "subject=~x.*"], "duration": "2h",
+                                          "comment": "maintenance"}, headers=auth("team"))
+    assert made.status_code == 201, made.text
+    silence = made.json()
+    assert silence["matchers"] == [f"model={a}", "subject=~x.*"] and silence["active"] and \
+        silence["author"] == "token:team"
+    assert silence["id"] in [s["id"] for s in client.get("/silences", headers=auth("reader")).json()]
+    for body, status in [
+        ({"matchers": [f"model={b}"], "duration": "1h", "comment": "x"}, 403),    # another team's model
+        ({"matchers": ["rule=anything"], "duration": "1h", "comment": "x"}, 403),  # would mute every model
+    ]:
+        assert client.post("/silences", json=body, headers=auth("team")).status_code == status
+    for body in [{"matchers": [f"model={a}"], "duration": "1h", "comment": ""},
+                 {"matchers": [], "duration": "1h", "comment": "x"},
+                 {"matchers": [f"model={a}"], "comment": "x"},
+                 {"matchers": [f"model={a}"], "duration": "soon", "comment": "x"},
+                 {"matchers": ["model=~("], "duration": "1h", "comment": "x"},
+                 {"matchers": ["no operator"], "duration": "1h", "comment": "x"},
+                 {"matchers": [f"model={a}"], "ends_at": "2020-01-01T00:00:00Z", "comment": "x"}]:
+        refused = client.post("/silences", json=body, headers=auth("writer"))
+        assert refused.status_code == 422, (body, refused.text)
+    other = client.post("/silences", json={"matchers": [f"model={b}"], "duration": "1h", "comment": "b's"},
+                        headers=auth("writer")).json()
+    assert other["id"] not in [s["id"] for s in client.get("/silences", headers=auth("team")).json()]
+    assert client.post(f"/silences/{other['id']}/expire", headers=auth("team")).status_code == 403
+    ended = client.post(f"/silences/{silence['id']}/expire", headers=auth("team"))
+    assert ended.status_code == 200 and not ended.json()["active"]
+    assert client.post(f"/silences/{silence['id']}/expire", headers=auth("team")).status_code == 409
+    assert silence["id"] not in [s["id"] for s in client.get("/silences", headers=auth("reader")).json()]
+    assert silence["id"] in [s["id"] for s in client.get("/silences?all=true", headers=auth("reader")).json()]
+    assert client.post("/silences/00000000-0000-0000-0000-000000000000/expire", headers=auth("writer")).status_code == 404
+
+
+def test_deliveries_list_and_replay(api, store) -> None:  # type: ignore[no-untyped-def]
+    client, a, b, _, _ = api
+    now = dt.datetime.now(UTC)
+    ids = {}
+    for model in (a, b):
+        did = outbox.delivery_id("api-test", model, now.isoformat())
+        outbox.enqueue(store, [(outbox.Delivery(did, "mail", "email", model, "firing", [], f"subject {model}", "pending",
+                                                0, now, "", now), b"body")])
+        ids[model] = did
+    dead = outbox.get(store, ids[a])
+    assert dead is not None
+    dead.status, dead.attempts, dead.last_error = "dead", 8, "HTTP 500"
+    outbox.write_status(store, [dead])
+    listed = client.get(f"/deliveries?model={a}", headers=auth("reader")).json()
+    assert [(d["delivery_id"], d["status"]) for d in listed] == [(ids[a], "dead")]
+    assert ids[b] not in [d["delivery_id"] for d in client.get("/deliveries", headers=auth("team")).json()]
+    assert ids[a] in [d["delivery_id"] for d in client.get("/deliveries?status=dead", headers=auth("team")).json()]
+    assert client.post(f"/deliveries/{ids[a]}/replay", headers=auth("reader")).status_code == 403
+    assert client.post(f"/deliveries/{ids[b]}/replay", headers=auth("team")).status_code == 403
+    replayed = client.post(f"/deliveries/{ids[a]}/replay", headers=auth("team"))
+    assert replayed.status_code == 200 and replayed.json()["status"] == "pending"
+    again = outbox.get(store, ids[a])
+    assert again is not None and (again.status, again.attempts) == ("pending", 0)
+    assert client.post(f"/deliveries/{ids[a]}/replay", headers=auth("writer")).status_code == 409  # already pending
+    assert client.post("/deliveries/00000000-0000-0000-0000-000000000000/replay",
+                       headers=auth("writer")).status_code == 404
+    assert client.get("/deliveries?status=bogus", headers=auth("reader")).status_code == 422
+    assert client.get(f"/deliveries?model={b}", headers=auth("team")).status_code == 403
