@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from clickhouse_connect.driver.client import Client
 
 from alerts import outbox
+from alerts.acks import acknowledged, episode
 from alerts.config import AlertConfig, EmailChannel, Rule, WebhookChannel
 from alerts.inhibit import inhibitors
 from alerts.lifecycle import AlertState, Status, Transition, step
@@ -182,6 +183,7 @@ class Evaluator:
         inhibited = inhibitors([(r.fingerprint, r.model, r.kind) for r in firing],
                                [(r.fingerprint, r.model, r.kind) for r in firing], self.config.inhibit)
         silences = active_silences(self.client, now)
+        acks = acknowledged(self.client, model.name) if firing else {}
         notices: list[tuple[Rule, Notice]] = []
         for record in firing:
             rule = rules[record.rule]
@@ -193,6 +195,9 @@ class Evaluator:
             if reason:
                 continue
             due = record.notified_firing_at is None or now - record.notified_firing_at >= rule.repeat_interval
+            if due and record.notifications > 0 and record.active_since is not None and \
+                    (record.fingerprint, episode(record.active_since)) in acks:
+                continue  # acknowledged: no repeats in this episode (the resolve notice still goes)
             if due:
                 o = latest.get(record.fingerprint)
                 window = o.window if o is not None else _window_of(record)

@@ -168,11 +168,29 @@ class DetectorScheduler:
         return sorted(f"{m}/{r}" for m, r in wanted - present)
 
     def start(self, *, run_now: bool = True) -> None:
+        self._warn_missing_references()
+        self._add_jobs(run_now=run_now)
+        self.scheduler.start()
+        log.info("detector scheduler started", extra={"models": [m.name for m in self.registry.models]})
+
+    def reschedule(self, registry: Registry) -> None:
+        """Switch to a reloaded registry: one job per model again, each due now; running ticks finish."""
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("detect:"):
+                job.remove()
+        self.registry = registry
+        self._warn_missing_references()
+        self._add_jobs(run_now=True)
+        log.info("detector schedule reloaded", extra={"models": [m.name for m in registry.models]})
+
+    def _warn_missing_references(self) -> None:
         for missing in self.missing_references():
             model, reference = missing.split("/", 1)
             log.warning("reference not uploaded yet; drift results stay `no_reference` until it is",
                         extra={"model": model, "reference": reference,
                                "fix": f"driftline reference upload --model {model} --name {reference} FILE"})
+
+    def _add_jobs(self, *, run_now: bool) -> None:
         for model in self.registry.models:
             spec = model.schedule_or_default
             if spec.cron is not None:
@@ -183,8 +201,6 @@ class DetectorScheduler:
             kwargs = {"next_run_time": dt.datetime.now(timezone.utc)} if run_now else {}
             self.scheduler.add_job(self.tick, trigger, args=[model], id=f"detect:{model.name}",
                                    name=f"detect {model.name}", **kwargs)
-        self.scheduler.start()
-        log.info("detector scheduler started", extra={"models": [m.name for m in self.registry.models]})
 
     def stop(self, wait: bool = True) -> None:
         if self.scheduler.running:

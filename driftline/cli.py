@@ -146,9 +146,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     api = None
     try:
         collector = Collector(settings, stop_event=stop)
-        api = start_api(settings, registry)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
+        api = start_api(settings, registry, reload=reloader(settings, scheduler))
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
@@ -195,7 +195,7 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     link_secret = settings.link_secret()  # read once; a bad secret file fails the start
 
     def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
-        result = Evaluator(client, registry, alert_config, grafana_url=settings.grafana_url,
+        result = Evaluator(client, scheduler.registry, scheduler.alert_config, grafana_url=settings.grafana_url,
                            public_url=settings.public_url, catchup_windows=settings.detector_catchup_windows,
                            grace=dt.timedelta(seconds=settings.detector_grace_seconds), link_secret=link_secret,
                            link_lifetime=dt.timedelta(days=settings.api_link_lifetime_days)).evaluate(model.name)
@@ -207,8 +207,30 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
         catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,
         after_tick=evaluate_alerts if alert_config is not None else None,
     )
+    scheduler.alert_config = alert_config  # swapped with the registry by a reload (see reloader)
     scheduler.start()
     return scheduler
+
+
+def reloader(settings: Settings, scheduler):  # type: ignore[no-untyped-def]
+    """What `POST /models/reload` runs inside `up`: validate both files, then switch the scheduler and evaluator.
+
+    Alerts switched off at start (no alerts.yaml) stay off until a restart; a reload that removes alerts.yaml
+    keeps the rules in force.
+    """
+    from driftline.cli_alerts import load_alert_config
+
+    def reload():  # type: ignore[no-untyped-def]
+        registry = _registry(settings)
+        alert_config = load_alert_config(settings, registry=registry)[0] if settings.alerts_file.exists() else None
+        if scheduler is not None:
+            if alert_config is not None and scheduler.alert_config is not None:
+                scheduler.alert_config = alert_config
+            scheduler.reschedule(registry)
+        log.info("configuration reloaded", extra={"models": [m.name for m in registry.models]})
+        return registry
+
+    return reload
 
 
 def _print_banner(settings: Settings, *, local_broker: bool, models: int = 0, alerts: int | None = None,
@@ -240,7 +262,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     stop = _install_stop_handlers()
     registry = _registry(settings) if settings.models_file.exists() else None
     migrate(connect(settings))
-    api = start_api(settings, registry)
+    api = start_api(settings, registry, reload=reloader(settings, None))
     print(json.dumps({"api": api.url, "docs": f"{api.url}/docs"}), flush=True)
     stop.wait()
     api.stop()

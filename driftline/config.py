@@ -120,6 +120,17 @@ class Settings(BaseSettings):
         Path("tokens.yaml"),
         description="Bearer tokens of the HTTP API (YAML: name, sha256 or env, scopes, team). Missing: no tokens.",
     )
+    api_max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body the HTTP API accepts (ingest and uploads excepted)."
+    )
+    api_max_upload_bytes: int = Field(
+        64 << 20, ge=1024, description="Largest ingest batch or reference upload the HTTP API accepts."
+    )
+    api_ingest_partition: int = Field(
+        0, ge=0, le=65535,
+        description="Partition number this API instance writes HTTP-ingested events under; give each API "
+                    "instance sharing one ClickHouse server its own.",
+    )
     outbox_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the notification dispatcher looks for due deliveries."
     )

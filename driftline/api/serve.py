@@ -51,7 +51,9 @@ def kafka_check(bootstrap: str) -> Callable[[], None]:
     return check
 
 
-def start_api(settings: Settings, registry: Registry | None) -> RunningApi:
+def start_api(settings: Settings, registry: Registry | None, *,
+              reload: Callable[[], Registry] | None = None) -> RunningApi:
+    """Serve the API on a thread; `reload` re-reads the config files for `POST /models/reload`."""
     authenticator = load_tokens(settings.api_tokens_file)
     if authenticator.empty:
         log.warning("no API tokens configured; every endpoint but /healthz and /readyz answers 401",
@@ -60,7 +62,8 @@ def start_api(settings: Settings, registry: Registry | None) -> RunningApi:
     checks: dict[str, Callable[[], None]] = {"clickhouse": lambda: client.query("SELECT 1")}
     if settings.kafka_bootstrap_servers:
         checks["kafka"] = kafka_check(settings.kafka_bootstrap_servers)
-    app = create_app(registry or Registry(), authenticator, lambda: client, ready_checks=checks)
+    app = create_app(registry or Registry(), authenticator, lambda: client, ready_checks=checks, settings=settings,
+                     reload=reload)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None,
                             access_log=False, lifespan="off", server_header=False)
     server = uvicorn.Server(config)

@@ -440,6 +440,26 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        4,
+        "alert acknowledgements",
+        (
+            # One row per acknowledgement of an alert's episode (fingerprint, active_since); append-only.
+            """CREATE TABLE IF NOT EXISTS alert_acks (
+                fingerprint String,
+                model LowCardinality(String),
+                active_since DateTime64(3, 'UTC'),
+                acknowledged_at DateTime64(3, 'UTC'),
+                author String,
+                comment String
+            ) ENGINE = MergeTree
+            ORDER BY (model, fingerprint, active_since)""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":

@@ -55,3 +55,6 @@ def hour(day: dt.datetime, h: int) -> Window:
 
 def tag() -> str:
     return uuid.uuid4().hex[:6]
+
+
+DAY_OF_RESULTS = dt.datetime(2026, 5, 5, tzinfo=UTC)  # a day the API tests write results into
