@@ -181,9 +181,6 @@ class StoreGauges:
         self._client = client
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
-    def describe(self) -> list[Metric]:
-        return []  # nothing to check at registration: these names are not defined anywhere else
-
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(STORE_UP, "1 if the store answered this scrape's queries, else 0.")
         firing = GaugeMetricFamily(ALERTS_FIRING, "Alerts firing now, by model and severity.",

@@ -7,11 +7,14 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.batch import Batch, DeadLetter, Origin
 from collector.decode import RecordDecoder
 from driftline import metrics
+from driftline.api.metrics import RequestMetrics
 from driftline.contracts import EventKind
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -146,3 +149,35 @@ def test_store_gauges_read_the_store_and_a_store_error_is_store_up_0() -> None:
     down = families(metrics.StoreGauges(lambda: DownStore()))
     assert [s.value for s in down["driftline_store_up"].samples] == [0]
     assert "driftline_alerts_firing" not in down and "driftline_collector_batches" in down
+
+
+def test_requests_are_labelled_by_route_template_and_unknown_paths_are_unmatched() -> None:
+    app = FastAPI()
+
+    @app.get("/things/{name}")
+    def thing(name: str) -> dict[str, str]:
+        if name == "boom":
+            raise RuntimeError("boom")
+        return {"name": name}
+
+    app.add_middleware(RequestMetrics, router=app.router)
+    client = TestClient(app, raise_server_exceptions=False)
+    key = {"method": "GET", "route": "/things/{name}"}
+    ok0, boom0 = value("driftline_http_requests_total", **key, status="200"), value(
+        "driftline_http_requests_total", **key, status="500")
+    unmatched0 = value("driftline_http_requests_total", method="GET", route="unmatched", status="404")
+    other0 = value("driftline_http_requests_total", method="other", route="/things/{name}", status="405")
+    timed0 = value("driftline_http_request_duration_seconds_count", **key)
+    for i in range(3):
+        assert client.get(f"/things/t{i}").status_code == 200
+    assert client.get("/things/boom").status_code == 500
+    assert client.get("/nowhere/at/all").status_code == 404
+    assert client.request("BREW", "/things/x").status_code == 405
+    assert value("driftline_http_requests_total", **key, status="200") - ok0 == 3
+    assert value("driftline_http_requests_total", **key, status="500") - boom0 == 1
+    assert value("driftline_http_requests_total", method="GET", route="unmatched", status="404") - unmatched0 == 1
+    assert value("driftline_http_requests_total", method="other", route="/things/{name}", status="405") - other0 == 1
+    assert value("driftline_http_request_duration_seconds_count", **key) - timed0 == 4
+    assert value("driftline_http_requests_in_flight") == 0
+    raw = metrics.exposition().decode()
+    assert "/things/t1" not in raw and "/nowhere" not in raw
