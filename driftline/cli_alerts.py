@@ -3,6 +3,7 @@
   alerts check          validate alerts.yaml against the model registry
   alerts list           alert states (firing and pending by default)
   alerts history FP     the audit trail of one alert
+  alerts ack FP         acknowledge an alert's current episode (no repeats until it resolves)
   alerts evaluate       one evaluation pass now (what the scheduler does after each detector run)
   alerts test           queue a test notification through a channel
   silence add|list|expire
@@ -79,6 +80,20 @@ def cmd_alerts_history(args: argparse.Namespace, settings: Settings) -> int:
         "WHERE fingerprint = {fp:String} ORDER BY at", parameters={"fp": args.fingerprint}).named_results()
     for row in rows:
         print(_json(row))
+    return 0
+
+
+def cmd_alerts_ack(args: argparse.Namespace, settings: Settings) -> int:
+    """Acknowledge an alert's current episode (what `POST /alerts/{fp}/ack` does): its repeats stop."""
+    from alerts.acks import acknowledge
+    from alerts.store import load_states
+
+    client = _store(settings)
+    record = next((r for r in load_states(client).values() if r.fingerprint == args.fingerprint), None)
+    if record is None:
+        raise LookupError(f"no alert with fingerprint {args.fingerprint!r} (see `driftline alerts list`)")
+    since = acknowledge(client, record, author=_actor(args), comment=args.comment)
+    print(_json({"acknowledged": record.fingerprint, "episode_started": since, "by": _actor(args)}))
     return 0
 
 
@@ -212,6 +227,12 @@ def add_parsers(sub: Any, common: Any) -> None:
     common(p)
     p.add_argument("fingerprint")
     p.set_defaults(handler=cmd_alerts_history)
+    p = alerts.add_parser("ack", help="acknowledge an alert: no repeat notifications until it resolves")
+    common(p)
+    p.add_argument("fingerprint")
+    p.add_argument("--comment", default="", help="what is being done about it")
+    p.add_argument("--author", help="who (default: the current user)")
+    p.set_defaults(handler=cmd_alerts_ack)
     p = alerts.add_parser("evaluate", help="run one evaluation pass now")
     files(p)
     p.add_argument("--model", action="append", help="a model (repeatable; default: all)")

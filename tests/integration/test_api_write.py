@@ -22,6 +22,7 @@ from driftline.config import Settings
 from driftline.contracts import EventKind
 from driftline.store import connect
 from driftline.yamlfile import ConfigError, LocatedYaml
+from tests.conftest import clean_env, run_driftline
 from tests.integration.alerting import UTC, alert_config, hour, tag, write_drift
 
 pytestmark = pytest.mark.integration
@@ -316,3 +317,10 @@ def test_deliveries_list_and_replay(api, store) -> None:  # type: ignore[no-unty
                        headers=auth("writer")).status_code == 404
     assert client.get("/deliveries?status=bogus", headers=auth("reader")).status_code == 422
     assert client.get(f"/deliveries?model={b}", headers=auth("team")).status_code == 403
+
+
+def test_the_cli_acknowledges_too_and_explains_an_unknown_fingerprint(tmp_path: Path) -> None:
+    env = clean_env(clickhouse_url=f"chdb:{tmp_path / 'store'}")
+    unknown = run_driftline(["alerts", "ack", "0123456789abcdef", "--comment", "x"], env)
+    assert unknown.returncode == 2 and "no alert with fingerprint '0123456789abcdef'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
