@@ -20,6 +20,9 @@ from driftline.timestamps import as_utc
 from driftline.yamlfile import ConfigError
 
 MAX_SPAN = dt.timedelta(days=400)
+# Inside ClickHouse's DateTime64 range, with room for a rolling reference's offset before a window.
+EARLIEST = dt.datetime(1971, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)
 ModelName = Annotated[str, Path(pattern=f"^{IDENTIFIER_PATTERN}$", max_length=128,
                                 description="a model of the registry", examples=["churn"])]
 RESULT_TABLES = {
@@ -79,13 +82,15 @@ def json_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def time_range(start: dt.datetime | None, end: dt.datetime | None, *,
                default: dt.timedelta = dt.timedelta(days=1)) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) in UTC, defaulting to the last day; 422 if inverted or longer than MAX_SPAN."""
+    """[start, end) in UTC, defaulting to the last day; 422 if inverted, longer than MAX_SPAN or out of range."""
     end_ = as_utc(end) if end else dt.datetime.now(dt.timezone.utc)
     start_ = as_utc(start) if start else end_ - default
     if start_ >= end_:
         raise HTTPException(422, "start must be before end")
     if end_ - start_ > MAX_SPAN:
         raise HTTPException(422, f"the time range may span at most {MAX_SPAN.days} days")
+    if start_ < EARLIEST or end_ > LATEST:
+        raise HTTPException(422, f"the time range must lie between {EARLIEST.date()} and {LATEST.date()}")
     return start_, end_
 
 
