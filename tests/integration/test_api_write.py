@@ -324,3 +324,27 @@ def test_the_cli_acknowledges_too_and_explains_an_unknown_fingerprint(tmp_path: 
     unknown = run_driftline(["alerts", "ack", "0123456789abcdef", "--comment", "x"], env)
     assert unknown.returncode == 2 and "no alert with fingerprint '0123456789abcdef'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_every_operation_of_the_document_needs_a_token_and_a_read_token_cannot_write(api) -> None:  # type: ignore[no-untyped-def]
+    """Walks the OpenAPI document itself, so an endpoint added later is covered without editing this test."""
+    client, a, _, _, _ = api
+    values = {"model": a, "name": "train", "kind": "predictions", "fingerprint": "0123456789abcdef",
+              "silence_id": "00000000-0000-0000-0000-000000000000",
+              "delivery_id": "00000000-0000-0000-0000-000000000000"}
+    operations = [(method.upper(), path) for path, item in client.get("/openapi.json").json()["paths"].items()
+                  for method in item]
+    assert len(operations) >= 20
+    writes = 0
+    for method, path in operations:
+        url = path.format(**values)
+        if path in ("/healthz", "/readyz"):
+            assert client.request(method, url).status_code in (200, 503)
+            continue
+        anonymous = client.request(method, url, json=[] if method == "POST" else None)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        if method != "GET":
+            writes += 1
+            refused = client.request(method, url, json=[], headers=auth("reader"))
+            assert refused.status_code == 403 and "this needs" in refused.json()["detail"], (method, path)
+    assert writes >= 7
