@@ -35,9 +35,10 @@ class Ack(BaseModel):
 
 
 class AckAnswer(BaseModel):
-    fingerprint: str
-    episode_started: str
-    acknowledged_by: str
+    fingerprint: str = Field(examples=["3f2a9c0d41b7e865"])
+    episode_started: str = Field(description="start of the acknowledged episode (active_since)",
+                                 examples=["2026-12-01T10:00:00+00:00"])
+    acknowledged_by: str = Field(description="the token's name", examples=["oncall-ml"])
 
 
 class SilenceRequest(BaseModel):

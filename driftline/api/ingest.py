@@ -89,7 +89,8 @@ def router(ctx: ApiContext) -> APIRouter:
         "application/json": {"schema": {"type": "array", "items": {}, "description": "v1 events of the path's "
                                         "kind; an element that is not one is dead-lettered, not refused"},
                              "examples": {k: {"value": [v]} for k, v in EXAMPLES.items()}},
-        "application/x-ndjson": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}, "example": "\n".join(
+            msgspec.json.encode(EXAMPLES["predictions"]).decode() for _ in range(2)) + "\n"},
     }}}
 
     @api.post("/ingest/{kind}", openapi_extra=body_doc, responses={

@@ -348,3 +348,21 @@ def test_every_operation_of_the_document_needs_a_token_and_a_read_token_cannot_w
             refused = client.request(method, url, json=[], headers=auth("reader"))
             assert refused.status_code == 403 and "this needs" in refused.json()["detail"], (method, path)
     assert writes >= 7
+
+
+def test_the_openapi_document_describes_every_operation_with_examples(api) -> None:  # type: ignore[no-untyped-def]
+    client = api[0]
+    doc = client.get("/openapi.json").json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            assert op.get("description", "").strip(), (method, path)
+            assert "401" in op["responses"] or path in ("/healthz", "/readyz"), (method, path)
+            for media, content in op.get("requestBody", {}).get("content", {}).items():
+                if content.get("schema", {}).get("format") == "binary":
+                    continue
+                has_example = "example" in content or "examples" in content or "$ref" in content.get("schema", {})
+                assert has_example, (method, path, media)
+    ours = {k: v for k, v in doc["components"]["schemas"].items() if "ValidationError" not in k}
+    for name, schema in ours.items():
+        props = schema.get("properties", {}).values()
+        assert "examples" in schema or any("examples" in p for p in props), name
