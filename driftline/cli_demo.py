@@ -18,7 +18,7 @@ from typing import Any
 
 from driftline.config import Settings
 
-MIN_DURATION_S = 90.0
+MIN_DURATION_S = 120.0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, stop: threading.Event) -> int:

@@ -115,6 +115,8 @@ class CaughtWebhook:
     model: str
     reason: str
     error: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # the three Standard Webhooks headers, as received
+    body: str = ""  # the raw body, as signed: verify_webhook(body.encode(), headers, secret) checks it again
     payload: object = None
 
     def as_json(self) -> dict[str, object]:
@@ -174,7 +176,9 @@ class WebhookCatcher:
             repeat = verified and any(c.accepted and c.webhook_id == msg_id for c in self.calls)
             call = CaughtWebhook(_now(), path, msg_id, verified, verified and not repeat,
                                  str(inner.get("model", "")) if isinstance(inner, dict) else "",
-                                 str(inner.get("reason", "")) if isinstance(inner, dict) else "", error, payload)
+                                 str(inner.get("reason", "")) if isinstance(inner, dict) else "", error,
+                                 {k: v for k, v in lower.items() if k.startswith("webhook-")},
+                                 body.decode("utf-8", "replace"), payload)
             self.calls.append(call)
             with self.log_path.open("a") as f:
                 f.write(json.dumps(call.as_json(), separators=(",", ":")) + "\n")

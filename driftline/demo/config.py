@@ -40,8 +40,9 @@ RETRAIN_EXPECTED = (CLASSIFIER,)
 """Models whose retrain webhook must arrive (and nobody else's)."""
 
 MARKER = ".driftline-demo"
-OWN_ENTRIES = ("data", "emails", "reference", "webhooks.jsonl", "models.yaml", "alerts.yaml", "tokens.yaml",
-               "api-token", "webhook-secret", "summary.json", "demo.log", "broker.log", MARKER)
+OWN_ENTRIES = ("data", "emails", "reference", "reports", "webhooks.jsonl", "models.yaml", "alerts.yaml",
+               "tokens.yaml", "api-token", "webhook-secret", "link-secret", "summary.json", "demo.log", "broker.log",
+               MARKER)
 
 
 class DemoFolderError(ValueError):
@@ -89,6 +90,14 @@ class Layout:
         return self.root / "webhook-secret"
 
     @property
+    def link_secret(self) -> Path:
+        return self.root / "link-secret"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
     def summary(self) -> Path:
         return self.root / "summary.json"
 
@@ -124,6 +133,7 @@ def prepare(root: Path, *, force: bool = False) -> Layout:
     (root / MARKER).write_text("This folder was written by `driftline demo`; running it again here replaces it.\n")
     layout.emails.mkdir()
     layout.reference.mkdir()
+    layout.reports.mkdir()
     return layout
 
 
@@ -135,8 +145,10 @@ def _private(path: Path, text: str) -> None:
 
 
 def write_secrets(layout: Layout) -> None:
-    """The webhook signing secret and an API token (admin scope: the demo is yours to explore)."""
+    """The webhook signing secret, the report link secret (the emails' report links then open without a token)
+    and an API token (admin scope: the demo is yours to explore)."""
     _private(layout.webhook_secret, WebhookSecret.generate() + "\n")
+    _private(layout.link_secret, secrets.token_urlsafe(32) + "\n")
     token = secrets.token_urlsafe(32)
     _private(layout.api_token, token + "\n")
     digest = hashlib.sha256(token.encode()).hexdigest()
@@ -151,7 +163,8 @@ def write_models(layout: Layout) -> None:
 # {WINDOW_S}-second windows, detected every {INTERVAL_S} s; each model is compared with the training sample
 # uploaded from reference/<model>.csv. Every feature is tested with KS (numbers) or chi-square (categories)
 # at p < 0.001: a 200-row window of healthy traffic does not trip them by chance, the injected drift gives
-# p-values far below.
+# p-values far below. (Each model's own `drift.method` then applies to its prediction column alone; the
+# default rule would pick distances, which sit near their thresholds on 200 rows.)
 defaults:
   window: {WINDOW_S}s
   schedule: {{interval: {INTERVAL_S}s}}
@@ -169,6 +182,7 @@ models:
       monthly_charges: {{type: numeric, method: ks, threshold: 0.001}}
       contract: {{type: categorical, method: chisquare, threshold: 0.001}}
       support_calls: {{type: numeric, method: ks, threshold: 0.001}}
+    drift: {{method: chisquare, threshold: 0.001}}
     performance: {{metrics: [accuracy, roc_auc], max_drop: 0.1, min_rows: 50}}
   - name: {REGRESSOR}              # stays healthy all along
     task: regression
@@ -178,6 +192,7 @@ models:
       items: {{type: numeric, method: ks, threshold: 0.001}}
       hour_of_day: {{type: numeric, method: ks, threshold: 0.001}}
       region: {{type: categorical, method: chisquare, threshold: 0.001}}
+    drift: {{method: ks, threshold: 0.001}}
     performance: {{metrics: [mae, rmse], max_drop: 0.3, min_rows: 50}}
   - name: {BROKEN}              # a feature pipeline breaks half-way through: missing values
     task: binary_classification
@@ -187,6 +202,7 @@ models:
       merchant_category: {{type: categorical, method: chisquare, threshold: 0.001}}
       account_age_days: {{type: numeric, method: ks, threshold: 0.001}}
       velocity_1h: {{type: numeric, method: ks, threshold: 0.001}}
+    drift: {{method: chisquare, threshold: 0.001}}
     performance: {{metrics: [accuracy], max_drop: 0.1, min_rows: 50}}
 """)
 

@@ -18,9 +18,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +114,7 @@ class ProgressView:
                 f"windows judged {snap.windows:>3}  firing: {firing}  emails {snap.emails}  webhooks {snap.webhooks}")
         with self._lock:
             if self.live:
+                line = line[:max(20, shutil.get_terminal_size().columns - 1)]  # one row, or \r cannot redraw it
                 self._last_line = line
                 self.out.write("\r\x1b[K" + line)
                 self.out.flush()
@@ -156,7 +161,8 @@ def demo_settings(base: Settings, layout: Layout, *, bootstrap: str, api_port: i
         "kafka_session_timeout_ms": 6000, "kafka_max_poll_interval_ms": 10000, "shutdown_timeout_seconds": 10.0,
         "models_file": layout.models_file, "alerts_file": layout.alerts_file, "api_tokens_file": layout.tokens_file,
         "api_host": "127.0.0.1", "api_port": api_port, "public_url": f"http://127.0.0.1:{api_port}",
-        "grafana_url": None, "detector_grace_seconds": float(GRACE_S), "detector_catchup_windows": 4,
+        "grafana_url": None, "api_link_secret_file": layout.link_secret, "api_link_secret": None,
+        "detector_grace_seconds": float(GRACE_S), "detector_catchup_windows": 4,
         "detector_workers": 3, "outbox_poll_seconds": 0.5,
     })
 
@@ -248,7 +254,8 @@ def _counts(client: Any) -> dict[str, int]:
 
 
 def build_summary(*, layout: Layout, client: Any, smtp: SmtpCatcher, hooks: WebhookCatcher, traffic: TrafficStats,
-                  api_url: str, elapsed_s: float, outcome: str, problems: list[str]) -> dict[str, Any]:
+                  api_url: str, elapsed_s: float, outcome: str, problems: list[str],
+                  report: dict[str, Any]) -> dict[str, Any]:
     data = f"chdb:{layout.data}"
     return {
         "outcome": outcome,  # ok, unmet, interrupted
@@ -260,12 +267,14 @@ def build_summary(*, layout: Layout, client: Any, smtp: SmtpCatcher, hooks: Webh
                      "quiet": [m for m in MODELS if m not in EXPECTED_FIRING]},
         "emails": [vars(e) for e in smtp.snapshot()],
         "emails_folder": str(layout.emails),
-        "webhooks": [{k: v for k, v in c.as_json().items() if k != "payload"} for c in hooks.snapshot()],
+        "webhooks": [{k: v for k, v in c.as_json().items() if k not in ("payload", "body", "headers")}
+                     for c in hooks.snapshot()],
         "webhooks_file": str(layout.webhooks),
         "sent": {"predictions": dict(traffic.predictions), "labels": traffic.labels, "metrics": traffic.metrics},
         "stored": _counts(client),
         "api": {"url": api_url, "running": False, "token_file": str(layout.api_token),
-                "reports": {m: f"{api_url}/models/{m}/report" for m in MODELS}},
+                "reports": {m: f"{api_url}/models/{m}/report" for m in MODELS},
+                "drift_report": report},
         "afterwards": {
             "store": data,
             "commands": [
@@ -273,8 +282,9 @@ def build_summary(*, layout: Layout, client: Any, smtp: SmtpCatcher, hooks: Webh
                 f"DRIFTLINE_CLICKHOUSE_URL={data} driftline alerts list --all",
                 f"DRIFTLINE_CLICKHOUSE_URL={data} driftline db query "
                 f"\"SELECT model, column, status, score FROM drift_results FINAL WHERE drifted ORDER BY window_start\"",
-                f"cd {layout.root} && DRIFTLINE_CLICKHOUSE_URL=chdb:data driftline api   # the API (and the report "
-                f"page) again, with the token in api-token",
+                f"cd {layout.root} && DRIFTLINE_CLICKHOUSE_URL=chdb:data DRIFTLINE_API_LINK_SECRET_FILE=link-secret "
+                f"DRIFTLINE_API_PORT={api_url.rsplit(':', 1)[-1]} driftline api   # the API, the report page and "
+                f"the emails' links again (token in api-token)",
             ],
         },
     }
@@ -294,7 +304,8 @@ def render_summary(summary: dict[str, Any]) -> str:
             what = "; ".join(f"{a['rule']} ({a['severity']}, {a['kind'].replace('_', ' ')}"
                              f"{' ' + a['subject'] if a['subject'] else ''})" for a in alerts)
         else:
-            what = "nothing (healthy)"
+            quiet = summary["outcome"] == "ok" and model in summary["expected"]["quiet"]
+            what = "nothing (it stays healthy, as expected)" if quiet else "nothing"
         lines.append(f"  {model:<18} {what}")
     lines += ["", f"Emails ({len(summary['emails'])}) in {summary['emails_folder']}"]
     lines += [f"  {Path(e['file']).name:<34} {e['subject']}" for e in summary["emails"]]
@@ -305,6 +316,11 @@ def render_summary(summary: dict[str, Any]) -> str:
     api = summary["api"]
     lines += ["", f"Drift report page: {api['reports'][CLASSIFIER]}  (bearer token in {api['token_file']}; "
                   "served while the API runs: see the last command below)"]
+    drift = api.get("drift_report") or {}
+    if drift.get("url"):
+        lines.append(f"  the window that fired: {drift['url']}")
+    if drift.get("file"):
+        lines.append(f"  saved as {Path(summary['folder']) / drift['file']}")
     lines += ["", f"The data stays in {summary['afterwards']['store']}; keep exploring:"]
     lines += [f"  {c}" for c in summary["afterwards"]["commands"]]
     lines += ["", f"Summary as JSON: {Path(summary['folder']) / 'summary.json'}"]
@@ -313,17 +329,17 @@ def render_summary(summary: dict[str, Any]) -> str:
 
 def run_demo(options: Options, base: Settings, interrupted: threading.Event) -> int:
     """The demo, start to summary; returns the exit code."""
-    from collector.local_broker import LocalBroker, ensure_topics
+    # The stages are imported here, as the CLI does, so `driftline --help` stays fast.
+    from alerts.config import load_alerts
+    from collector.local_broker import LocalBroker, ensure_topics, free_port
     from collector.loop import Collector
     from detectors.config import load_registry
     from detectors.reference import upload
     from driftline.api.serve import start_api
     from driftline.cli import start_detectors, start_dispatcher
+    from driftline.demo import traffic as simulator
     from driftline.producer import PredictionLogger
     from driftline.store import connect, migrate
-    from driftline.demo import traffic as simulator
-    from alerts.config import load_alerts
-    from collector.local_broker import free_port
 
     started = time.monotonic()
     deadline = started + options.duration_s
@@ -347,6 +363,7 @@ def run_demo(options: Options, base: Settings, interrupted: threading.Event) -> 
     stop_traffic = threading.Event()
     stop_service = threading.Event()
     api_url = ""
+    report: dict[str, Any] = {}
     outcome, problems = "unmet", ["the demo did not get to run its traffic"]
     with ExitStack() as stack:
         smtp = SmtpCatcher(layout.emails, layout.root, options.smtp_port).start()
@@ -430,6 +447,9 @@ def run_demo(options: Options, base: Settings, interrupted: threading.Event) -> 
             stack.callback(stop_sending)
             view.event(f"waiting for the next {WINDOW_S}-s window boundary to start the traffic")
             outcome, problems = _watch(view, client, collector.stats, smtp, hooks, traffic, deadline, interrupted)
+            if outcome == "ok":
+                report = fetch_report(client, api.url, layout)
+                view.event(f"drift report page {report['status']}: {report.get('file') or report.get('error')}")
         view.close()
         view.event("stopping: traffic, detectors, dispatcher, collector (flushing), API, catchers, broker")
     # Every stage has stopped; the store is still open in this process for the last look.
@@ -438,11 +458,37 @@ def run_demo(options: Options, base: Settings, interrupted: threading.Event) -> 
         problems = unexpected(snap, hooks)
         outcome = "ok" if not problems else "unmet"
     summary = build_summary(layout=layout, client=client, smtp=smtp, hooks=hooks, traffic=traffic, api_url=api_url,
-                            elapsed_s=time.monotonic() - started, outcome=outcome, problems=problems)
+                            elapsed_s=time.monotonic() - started, outcome=outcome, problems=problems,
+                            report=report)
     layout.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     sys.stdout.write(render_summary(summary))
     sys.stdout.flush()
     return {"ok": EXIT_OK, "unmet": EXIT_UNMET, "interrupted": EXIT_INTERRUPTED}[outcome]
+
+
+def fetch_report(client: Any, api_url: str, layout: Layout) -> dict[str, Any]:
+    """The API's drift report page of the window where the classifier's drift alert fired, saved in reports/
+    (the API stops with the demo; the file stays). Never fails the demo: the outcome says what happened."""
+    rows = client.query("SELECT window_start, window_end FROM alert_events WHERE model = {m:String} AND "
+                        "rule = {r:String} AND event = 'fired' ORDER BY at LIMIT 1",
+                        parameters={"m": CLASSIFIER, "r": DRIFT_RULE}).result_rows
+    if not rows or rows[0][0] is None:
+        return {"status": "skipped", "error": "no drift alert window"}
+    start, end = (_utc(t).isoformat().replace("+00:00", "Z") for t in rows[0])
+    url = f"{api_url}/models/{CLASSIFIER}/report?{urllib.parse.urlencode({'start': start, 'end': end})}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {layout.api_token.read_text().strip()}"})
+    out: dict[str, Any] = {"url": url}
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            page = answer.read()
+        path = layout.reports / f"{CLASSIFIER}-drift.html"
+        path.write_bytes(page)
+        out.update(status=200, file=str(path.relative_to(layout.root)), bytes=len(page))
+    except urllib.error.HTTPError as exc:
+        out.update(status=exc.code, error=exc.read()[:300].decode("utf-8", "replace"))
+    except OSError as exc:
+        out.update(status="unreachable", error=str(exc))
+    return out
 
 
 def _watch(view: ProgressView, client: Any, stats: Any, smtp: SmtpCatcher, hooks: WebhookCatcher,
