@@ -78,6 +78,9 @@ def test_demo_runs_the_whole_story_and_leaves_a_folder_to_query(tmp_path: Path) 
     assert [c["webhook_id"] for c in summary["webhooks"]] == [c["webhook_id"] for c in calls]
     assert summary["api"]["reports"][CLASSIFIER] == f"http://127.0.0.1:{api_port}/models/{CLASSIFIER}/report"
     assert summary["api"]["reports"][CLASSIFIER] in done.stdout
+    report = summary["api"]["drift_report"]  # the API's page of the window that fired, saved before it stopped
+    assert report["status"] == 200 and f"/models/{CLASSIFIER}/report?start=" in report["url"]
+    assert (folder / report["file"]).stat().st_size > 10_000
     assert summary["duration_s"] < 180
     assert summary["afterwards"]["store"] == f"chdb:{folder.resolve() / 'data'}"
 
