@@ -69,6 +69,9 @@ def malformed_cases(i: int) -> list[tuple[EventKind, bytes | None, str]]:
         (EventKind.PREDICTION, b"[" * 5000 + b"]" * 5000, "contract"),
         # Valid JSON and types, but two values for one feature: ClickHouse's constraint refuses it.
         (EventKind.PREDICTION, p.replace(b'"features":{', b'"features":{"dup":1.0,"dup":2.0,', 1), "store_rejected"),
+        # A field given twice: msgspec would check the last value, ClickHouse would store the first.
+        (EventKind.PREDICTION, p.replace(b'"ts":', b'"ts":"1900-01-01T00:00:00Z","ts":', 1), "contract"),
+        (EventKind.LABEL, lbl.replace(b'"model":', b'"model":"x\'; DROP TABLE labels; --","model":', 1), "contract"),
         (EventKind.LABEL, _edit(lbl, label={"a": 1}), "contract"),
         (EventKind.LABEL, _edit(lbl, event_id=_DROP), "contract"),
         (EventKind.LABEL, b"not json at all", "invalid_json"),

@@ -62,3 +62,31 @@ def test_name_cache_does_not_let_a_bad_name_through_after_a_good_one() -> None:
     with pytest.raises(ContractError) as info:
         v.validate(json.dumps(bad).encode())
     assert info.value.kind == "invalid_name"
+
+
+_GOOD = (b'{"event_id":"e","model":"m","model_version":"1","ts":"2026-01-01T00:00:00Z",'
+         b'"features":{"a":1},"prediction":1}')
+
+
+@pytest.mark.parametrize("raw,field", [
+    # msgspec keeps the last value, ClickHouse reads the first: each of these would be checked as one event and
+    # stored as another (an out-of-range ts, a hostile model name, a proba outside [0, 1]).
+    (_GOOD.replace(b'"ts":', b'"ts":"1900-01-01T00:00:00Z","ts":'), "ts"),
+    (_GOOD.replace(b'"model":"m"', b'"model":"x\'; DROP TABLE predictions; --","model":"m"'), "model"),
+    (_GOOD[:-1] + b',"proba":{"1":7.0},"proba":{"1":0.5}}', "proba"),
+    (_GOOD.replace(b'"model":"m"', b'"model":"../../etc","\\u006dodel":"m"'), "model"),  # an escape spells the key
+    (_GOOD.replace(b'"ts":', b'"ts" :"1900-01-01T00:00:00Z","ts":'), "ts"),  # a space before the colon
+])
+def test_a_field_given_twice_is_a_contract_error(raw: bytes, field: str) -> None:
+    with pytest.raises(ContractError) as info:
+        EventValidator(EventKind.PREDICTION).validate(raw)
+    assert info.value.kind == "contract" and f"'{field}' is given more than once" in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [
+    _GOOD[:-1] + b',"proba":null,"latency_ms":null}',  # explicit nulls: fewer keys decoded than written
+    _GOOD.replace(b'"features":{"a":1}', b'"features":{"ts":1,"model":"x\\":y"}'),  # field names as feature names
+    _GOOD.replace(b'"ts":', b'"ts" : '),
+])
+def test_unusual_but_single_fields_still_pass(raw: bytes) -> None:
+    assert EventValidator(EventKind.PREDICTION).validate(raw).model == "m"
