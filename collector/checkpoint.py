@@ -10,8 +10,17 @@ The protocol, per (topic, partition):
    from every table it can reach (a crash may have left a batch half
    written), and the consumer seeks to the committed offset.
 So each offset is present in ClickHouse exactly once after replay, whatever
-moment the process died at. Kafka's own committed offsets are written too,
-after the checkpoint, only so that standard lag tools see progress.
+moment the process died at.
+3. Fencing: an assignment also claims each partition with the next epoch in
+   `partition_owners`, and a batch checks before each of its inserts that
+   this collector still holds the current epoch of every partition in it.
+   A member that stalled mid-batch while its partitions moved (a "zombie":
+   alive, but evicted by the session timeout) wakes up fenced: it writes,
+   rolls back and commits nothing more, and stops. Not covered: one insert
+   statement already sent before the new owner's claim that lands after the
+   new owner's rollback (ClickHouse has no compare-and-set to refuse it).
+Kafka's own committed offsets are written too, after the checkpoint, only so
+that standard lag tools see progress.
 """
 
 from __future__ import annotations
@@ -27,6 +36,15 @@ from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND
 
 log = logging.getLogger(__name__)
 
+Partition = tuple[str, int]
+
+
+class Fenced(RuntimeError):
+    """Another collector claimed a newer epoch of a partition this batch belongs to: stop writing it."""
+
+    def __init__(self, partitions: list[Partition]) -> None:
+        super().__init__("partitions now owned by another collector: " + ", ".join(f"{t}/{p}" for t, p in partitions))
+        self.partitions = partitions
 
 
 class OffsetStore:
@@ -69,6 +87,44 @@ class OffsetStore:
                         extra={"table": table, "topic": topic, "partition": partition, "from_offset": next_offset, "rows": n},
                     )
         return removed
+
+    def claim(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        """Take ownership of newly assigned partitions: one row each with the next epoch; returns the epochs.
+
+        Not a compare-and-set: two members claiming one partition at once could read the same epoch.
+        Kafka's group protocol assigns a partition to one member per generation, so the race needs two
+        simultaneous assignments of the same partition; what this fences is the member that kept
+        writing after its assignment ended.
+        """
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        current = self._owners(wanted)
+        epochs = {tp: current.get(tp, (0, ""))[0] + 1 for tp in wanted}
+        self._client.insert(
+            "partition_owners",
+            [[t for t, _ in wanted], [p for _, p in wanted], [epochs[tp] for tp in wanted],
+             [self._collector_id] * len(wanted)],
+            column_names=["topic", "partition", "epoch", "collector"],
+            column_oriented=True,
+        )
+        return epochs
+
+    def check_owner(self, epochs: Mapping[Partition, int]) -> None:
+        """Raise `Fenced` unless this collector still holds the current epoch of every partition given."""
+        current = self._owners(list(epochs))
+        lost = sorted(tp for tp, epoch in epochs.items() if current.get(tp) != (epoch, self._collector_id))
+        if lost:
+            raise Fenced(lost)
+
+    def _owners(self, partitions: list[Partition]) -> dict[Partition, tuple[int, str]]:
+        topics = sorted({t for t, _ in partitions})
+        rows = self._client.query(
+            "SELECT topic, partition, max(epoch), argMax(collector, epoch) FROM partition_owners "
+            "WHERE topic IN {topics:Array(String)} GROUP BY topic, partition",
+            parameters={"topics": topics},
+        ).result_rows
+        return {(str(t), int(p)): (int(e), str(c)) for t, p, e, c in rows}
 
     def commit(self, batch: Batch, rejected: list[DeadLetter], flush_ms: float) -> None:
         """Record the batch's offsets and counts: the commit point of the exactly-once protocol."""

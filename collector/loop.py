@@ -19,7 +19,7 @@ import time
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 
 from collector.batch import Batch
-from collector.checkpoint import OffsetStore
+from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
 from collector.sink import ClickHouseSink
 from collector.stats import CollectorStats
@@ -108,13 +108,30 @@ class Collector:
         self._decoder = RecordDecoder(topics, settings.max_event_bytes)
         self._batch = Batch()
         self._store = connect(settings)
-        self._offsets = OffsetStore(self._store, {t: k for k, t in topics.items()}, self.collector_id)
-        self._writer = BatchWriter(ClickHouseSink(connect(settings)), self._offsets, self.stats)
+        kinds_by_topic = {t: k for k, t in topics.items()}
+        self._offsets = OffsetStore(self._store, kinds_by_topic, self.collector_id)
+        self._epochs: dict[Partition, int] = {}  # partition -> the epoch we claimed it with (see checkpoint.py)
+        sink_client = connect(settings)
+        fence = OffsetStore(sink_client, kinds_by_topic, self.collector_id)  # the writer thread's own client
+        self._writer = BatchWriter(
+            ClickHouseSink(sink_client), self._offsets, self.stats,
+            guard=lambda batch: fence.check_owner({tp: self._epochs.get(tp, -1) for tp in batch.ranges}),
+        )
         self._consumer: KafkaConsumer | None = None
         self._last_progress = time.monotonic()
         self._shutdown_deadline: float | None = None  # one shutdown timeout bounds the whole stop
 
     # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def owned(self) -> set[Partition]:
+        """The partitions this collector currently holds (claimed at assignment, released at revocation)."""
+        return set(self._epochs)
+
+    @property
+    def fenced(self) -> bool:
+        """True once a write found this collector's partitions claimed by another member (it then stops)."""
+        return self._writer.fenced is not None
 
     def stop(self) -> None:
         """Ask the loop to finish: it flushes what it holds and returns."""
@@ -138,14 +155,19 @@ class Collector:
                 self._consumer.close(autocommit=False)
             finally:
                 self._writer.close(timeout=0 if not flushed else 5)
-            log.info("collector stopped", extra={"flushed": flushed, **self.stats.snapshot()})
-        return flushed
+            log.info("collector stopped", extra={"flushed": flushed, "fenced": self.fenced, **self.stats.snapshot()})
+        return flushed and not self.fenced
 
     # -- the loop ------------------------------------------------------------------
 
     def _poll_once(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        if self._writer.fenced is not None:
+            log.error("this collector was fenced (its partitions moved while it stalled); stopping",
+                      extra={"collector": self.collector_id})
+            self._stop.set()
+            return
         wait_ms = 100
         if self._batch:
             wait_ms = max(0, min(wait_ms, int((self.settings.batch_max_seconds - self._batch.age()) * 1000)))
@@ -257,6 +279,9 @@ class Collector:
             # race it (the unflushed batch is replayed by the new owner from the checkpoint).
             log.error("could not flush before giving up partitions; stopping this collector")
             self._stop.set()
+            return
+        for tp in revoked:
+            self._epochs.pop((tp.topic, tp.partition), None)
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         if not assigned:
@@ -264,6 +289,7 @@ class Collector:
         consumer = self._consumer
         assert consumer is not None
         keys = [(tp.topic, tp.partition) for tp in assigned]
+        self._epochs.update(self._offsets.claim(keys))  # before the rollback: a zombie's next write sees it
         committed = self._offsets.committed(keys)
         start = {tp: committed.get(tp, 0) for tp in keys}
         removed = self._offsets.rollback(start)
@@ -275,5 +301,6 @@ class Collector:
                 consumer.seek_to_beginning(tp)
         log.info(
             "partitions assigned",
-            extra={"partitions": {f"{t}/{p}": o for (t, p), o in start.items()}, "rolled_back_rows": removed},
+            extra={"partitions": {f"{t}/{p}": o for (t, p), o in start.items()}, "rolled_back_rows": removed,
+                   "epochs": {f"{t}/{p}": self._epochs[(t, p)] for t, p in keys}},
         )

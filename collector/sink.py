@@ -13,11 +13,13 @@ off and retry the whole batch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from collector.batch import Batch, DeadLetter, Record
+from collector.checkpoint import Fenced
 from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND, entry_table
 
 log = logging.getLogger(__name__)
@@ -40,31 +42,40 @@ class ClickHouseSink:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def write(self, batch: Batch) -> list[DeadLetter]:
-        """Write rows then dead letters; returns the rows ClickHouse itself rejected (already dead-lettered)."""
+    def write(self, batch: Batch, guard: Callable[[], None] | None = None) -> list[DeadLetter]:
+        """Write rows then dead letters; returns the rows ClickHouse itself rejected (already dead-lettered).
+
+        `guard` runs before each insert statement and raises (`Fenced`) when the batch's partitions
+        are no longer ours, so a collector that stalled between two inserts writes nothing more.
+        """
         rejected: list[DeadLetter] = []
         try:
             for kind, rows in batch.rows.items():
                 if rows:
-                    rejected += self._insert_rows(entry_table(TABLE_BY_KIND[kind]), rows, batch.origins[kind])
+                    rejected += self._insert_rows(entry_table(TABLE_BY_KIND[kind]), rows, batch.origins[kind], guard)
             letters = batch.dead_letters + rejected
             if letters:
+                if guard is not None:
+                    guard()
                 self.insert_dead_letters(letters)
-        except StoreUnavailable:
+        except (StoreUnavailable, Fenced):
             raise
         except Exception as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {_short(str(exc))}") from exc
         return rejected
 
-    def _insert_rows(self, table: str, rows: list[bytes], origins: list[Record]) -> list[DeadLetter]:
+    def _insert_rows(self, table: str, rows: list[bytes], origins: list[Record],
+                     guard: Callable[[], None] | None = None) -> list[DeadLetter]:
+        if guard is not None:
+            guard()  # also before each half of a split: a failed insert may be a stall the group acted on
         try:
             self._client.raw_insert(table, None, insert_block=b"\n".join(rows), fmt="JSONAsString", settings=INSERT_SETTINGS)
             return []
         except DatabaseError as exc:
             if len(rows) > 1:
                 mid = len(rows) // 2
-                return self._insert_rows(table, rows[:mid], origins[:mid]) + self._insert_rows(
-                    table, rows[mid:], origins[mid:]
+                return self._insert_rows(table, rows[:mid], origins[:mid], guard) + self._insert_rows(
+                    table, rows[mid:], origins[mid:], guard
                 )
             self._probe()
             log.warning(

@@ -14,10 +14,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector.batch import Batch
-from collector.checkpoint import OffsetStore
+from collector.checkpoint import Fenced, OffsetStore
 from collector.sink import ClickHouseSink, StoreUnavailable
 from collector.stats import CollectorStats
 from driftline import metrics
@@ -36,8 +37,11 @@ class Committed:
 
 
 class BatchWriter:
-    def __init__(self, sink: ClickHouseSink, offsets: OffsetStore, stats: CollectorStats, depth: int = 1) -> None:
+    def __init__(self, sink: ClickHouseSink, offsets: OffsetStore, stats: CollectorStats, depth: int = 1,
+                 guard: Callable[[Batch], None] | None = None) -> None:
         self._sink = sink
+        self._guard = guard  # raises Fenced when a batch's partitions belong to another collector now
+        self.fenced: Fenced | None = None
         self._offsets = offsets
         self._stats = stats
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
@@ -108,14 +112,27 @@ class BatchWriter:
         while True:
             attempt += 1
             started = time.perf_counter()
+            guard = (lambda: self._guard(batch)) if self._guard is not None else None
             try:
                 if attempt > 1:
                     metrics.WRITE_RETRIES.inc()
-                    # Undo whatever the failed attempt wrote before writing the batch again.
+                    # Undo whatever the failed attempt wrote before writing the batch again
+                    # (only while the partitions are ours: the rows past the offset may be the new owner's).
+                    if guard is not None:
+                        guard()
                     self._offsets.rollback({tp: r.first_offset for tp, r in batch.ranges.items()})
-                rejected = self._sink.write(batch)
+                rejected = self._sink.write(batch, guard)
                 flush_ms = (time.perf_counter() - started) * 1000
+                if guard is not None:
+                    guard()
                 self._offsets.commit(batch, rejected, flush_ms)
+            except Fenced as exc:
+                # A zombie: we stalled long enough for the group to move these partitions. Whatever of the
+                # batch we wrote, the new owner rolled back (or will, from the checkpoint we did not write).
+                self.fenced = exc
+                log.error("fenced: partitions moved to another collector while this batch was being written; "
+                          "dropping it and stopping", extra={"partitions": [f"{t}/{p}" for t, p in exc.partitions]})
+                return False
             except Exception as exc:
                 # A sink outage, or the rollback/checkpoint failing: the same outage seen from another call.
                 self._stats.store_errors += 1

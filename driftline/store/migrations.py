@@ -460,6 +460,41 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        5,
+        "scale out: partition owner epochs (collector fencing), detector window claims",
+        (
+            # One row per (partition, assignment): the owner is the row with the highest epoch. A collector
+            # writes a batch only while it still holds the current epoch of every partition in it, so a
+            # stalled member whose partitions moved ("zombie") cannot write or commit over the new owner.
+            """CREATE TABLE IF NOT EXISTS partition_owners (
+                topic LowCardinality(String),
+                partition Int32,
+                epoch UInt64,
+                collector String,
+                claimed_at DateTime64(6, 'UTC') DEFAULT now64(6)
+            ) ENGINE = MergeTree
+            ORDER BY (topic, partition, epoch)""",
+            # Claims of (model, stage, window) by detector workers: the earliest live claim wins (read back
+            # after a settle delay; ClickHouse has no compare-and-set), so two workers never judge one window.
+            """CREATE TABLE IF NOT EXISTS detector_claims (
+                model LowCardinality(String),
+                stage LowCardinality(String),
+                window_start DateTime64(3, 'UTC'),
+                window_end DateTime64(3, 'UTC'),
+                worker String,
+                claim_id UUID,
+                claimed_at DateTime64(6, 'UTC') DEFAULT now64(6)
+            ) ENGINE = MergeTree
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, stage, window_start, claimed_at)
+            TTL toDateTime(claimed_at) + INTERVAL 7 DAY""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":
