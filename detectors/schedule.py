@@ -7,13 +7,21 @@ looking back at most `catchup_windows` windows: after downtime the missed
 windows are computed, and a window that failed is retried on the next tick.
 A model's job never overlaps itself (max_instances=1) and a failing model only
 records its failure.
+
+Several workers split the models by shard (`detectors/shard.py`): each
+schedules only its own. Before running a tick's due windows a worker claims
+them (`detectors/claims.py`) and runs only those it won, so even two workers
+given the same shard never judge one window twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta, timezone
 
@@ -23,8 +31,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from clickhouse_connect.driver.client import Client
 
+from detectors.claims import WindowClaims
 from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
+from detectors.shard import Shard
 from detectors.sources import TS, Window, label_horizon
 from driftline import metrics
 from driftline.timestamps import as_utc
@@ -104,13 +114,19 @@ def _relabelled(client: Client, model: ModelSpec, finished: dict[dt.datetime, dt
 
 
 class DetectorScheduler:
-    """One job per model; `client_factory` gives each worker thread its own store client."""
+    """One job per model of this worker's shard; `client_factory` gives each worker thread its own store client."""
 
     def __init__(self, registry: Registry, client_factory: Callable[[], Client], *, grace: timedelta,
                  catchup_windows: int, workers: int = 2,
                  on_result: Callable[[RunResult], None] | None = None,
-                 after_tick: Callable[[ModelSpec, Client], None] | None = None) -> None:
+                 after_tick: Callable[[ModelSpec, Client], None] | None = None,
+                 shard: Shard = Shard(), claim_settle: timedelta = timedelta(seconds=0.5),
+                 claim_lease: timedelta = timedelta(minutes=30), worker_id: str | None = None) -> None:
         self.registry = registry
+        self.shard = shard
+        self.claims = WindowClaims(worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                                   settle=claim_settle, lease=claim_lease)
+        self.lost_claims = 0  # windows another worker had claimed first (a misconfiguration if it grows)
         self._client_factory = client_factory
         self._local = threading.local()
         self.grace = grace
@@ -134,16 +150,25 @@ class DetectorScheduler:
         now = now or dt.datetime.now(timezone.utc)
         client = self._client()
         results = []
+        due: dict[str, list[Window]] = {}
         for stage in ("drift", "performance"):
             try:
-                windows = due_windows(client, model, stage, now, grace=self.grace,
-                                      catchup_windows=self.catchup_windows)
+                due[stage] = due_windows(client, model, stage, now, grace=self.grace,
+                                         catchup_windows=self.catchup_windows)
             except Exception:
                 log.exception("cannot list due windows", extra={"model": model.name, "stage": stage})
-                continue
+        try:
+            won, lost = self.claims.acquire(client, model.name, [(st, w) for st, ws in due.items() for w in ws])
+        except Exception:
+            log.exception("cannot claim due windows; trying again next tick", extra={"model": model.name})
+            won, lost, due = set(), {}, {}
+        self.lost_claims += len(lost)
+        for stage, windows in due.items():
             behind = metrics.WINDOWS_BEHIND.labels(model.name, stage)
             behind.set(len(windows))
             for window in windows:
+                if (stage, window) not in won:
+                    continue  # another worker runs it (and records it in detector_runs)
                 result = run_stage(client, model, window, stage, trigger="schedule")
                 results.append(result)
                 behind.dec(1 if result.status in DONE else 0)
@@ -171,7 +196,7 @@ class DetectorScheduler:
         self._warn_missing_references()
         self._add_jobs(run_now=run_now)
         self.scheduler.start()
-        log.info("detector scheduler started", extra={"models": [m.name for m in self.registry.models]})
+        log.info("detector scheduler started", extra={"shard": str(self.shard), "models": self.models()})
 
     def reschedule(self, registry: Registry) -> None:
         """Switch to a reloaded registry: one job per model again, each due now; running ticks finish."""
@@ -181,7 +206,11 @@ class DetectorScheduler:
         self.registry = registry
         self._warn_missing_references()
         self._add_jobs(run_now=True)
-        log.info("detector schedule reloaded", extra={"models": [m.name for m in registry.models]})
+        log.info("detector schedule reloaded", extra={"shard": str(self.shard), "models": self.models()})
+
+    def models(self) -> list[str]:
+        """The registry's models this worker's shard takes."""
+        return [m.name for m in self.registry.models if self.shard.owns(m.name)]
 
     def _warn_missing_references(self) -> None:
         for missing in self.missing_references():
@@ -192,6 +221,8 @@ class DetectorScheduler:
 
     def _add_jobs(self, *, run_now: bool) -> None:
         for model in self.registry.models:
+            if not self.shard.owns(model.name):
+                continue  # another shard's worker schedules it
             spec = model.schedule_or_default
             if spec.cron is not None:
                 trigger = CronTrigger.from_crontab(spec.cron, timezone=timezone.utc)

@@ -183,6 +183,7 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     """The detector scheduler over the model registry (evaluating alerts after each tick), or None without one."""
     from alerts.evaluate import Evaluator
     from detectors.schedule import DetectorScheduler
+    from detectors.shard import Shard
 
     if registry is None:
         log.info("no model registry; detectors idle until one exists", extra={"models_file": str(settings.models_file)})
@@ -206,6 +207,9 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
         registry, lambda: connect(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
         catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,
         after_tick=evaluate_alerts if alert_config is not None else None,
+        shard=Shard.parse(settings.detector_shard),
+        claim_settle=dt.timedelta(seconds=settings.detector_claim_settle_seconds),
+        claim_lease=dt.timedelta(seconds=settings.detector_claim_lease_seconds),
     )
     scheduler.alert_config = alert_config  # swapped with the registry by a reload (see reloader)
     scheduler.start()

@@ -89,6 +89,21 @@ class Settings(BaseSettings):
         24, ge=1, le=10_000, description="How many past windows a scheduled run looks back for missed ones."
     )
     detector_workers: int = Field(2, ge=1, le=64, description="Models detected in parallel by the scheduler.")
+    detector_shard: str = Field(
+        "0/1",
+        description="This detector worker's shard `i/n`: it schedules only the models rendezvous hashing gives "
+                    "to shard i of n (run n workers with 0/n .. n-1/n). Two workers taking one model still "
+                    "never judge a window twice (window claims).",
+    )
+    detector_claim_settle_seconds: float = Field(
+        0.5, ge=0, le=60,
+        description="How long a worker waits after claiming due windows before reading back whose claim was "
+                    "first; longer than a ClickHouse insert takes to land.",
+    )
+    detector_claim_lease_seconds: float = Field(
+        1800.0, gt=0,
+        description="How long a window claim holds; a worker that died holding one delays that window this long.",
+    )
     alerts_file: Path = Field(
         Path("alerts.yaml"),
         description="Alert rules and channels (YAML), checked against the model registry. Missing: no alerts.",
@@ -148,6 +163,14 @@ class Settings(BaseSettings):
     @classmethod
     def _topic_is_valid(cls, value: str) -> str:
         return validate_topic(value)
+
+    @field_validator("detector_shard")
+    @classmethod
+    def _shard_is_i_of_n(cls, value: str) -> str:
+        index, _, count = value.strip().partition("/")
+        if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise ValueError(f"detector_shard must be 'i/n' with 0 <= i < n (e.g. '0/1' or '2/4'), not {value!r}")
+        return f"{int(index)}/{int(count)}"
 
     @field_validator("clickhouse_url")
     @classmethod
