@@ -99,3 +99,24 @@ def test_the_image_holds_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("driftline", "collector", "detectors", "alerts", "dashboards"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_no_account_works_without_a_password_the_operator_chose() -> None:
+    """Beyond the two required passwords: no other way in is left open (issue 7)."""
+    clickhouse = env_of("clickhouse")
+    # A named user with the required password: the image's entrypoint then removes the password-less `default`
+    # user, and SQL-driven access management stays off.
+    assert clickhouse["CLICKHOUSE_USER"] not in ("", "default")
+    assert clickhouse["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"] == "0"
+    grafana = env_of("grafana")
+    assert grafana["GF_SECURITY_ADMIN_USER"] and grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert grafana.get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
+    assert grafana.get("GF_AUTH_DISABLE_LOGIN_FORM", "false") == "false"
+    # The API ships no tokens: without a mounted tokens.yaml every protected endpoint answers 401.
+    driftline = env_of("driftline")
+    assert "DRIFTLINE_API_TOKENS_FILE" not in driftline
+    assert not [p for p in (ROOT / "deploy").rglob("*") if p.is_file() and "token" in p.name.lower()]
+    # Every published port, the Mailpit UI (no login) included, listens on the host's loopback only.
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
