@@ -96,6 +96,22 @@ def cmd_db_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_schema(args: argparse.Namespace) -> int:
+    """Print the DDL (no store needed): what `db migrate` runs, or the cluster variant (README: Scaling out)."""
+    from driftline.store.cluster import cluster_ddl
+    from driftline.store.migrations import MIGRATIONS
+
+    if args.cluster:
+        try:
+            statements = cluster_ddl(args.cluster, args.coordination_cluster or f"{args.cluster}_coordination")
+        except ValueError as exc:  # a cluster name that is not an identifier
+            raise ConfigError(str(exc)) from None
+    else:
+        statements = [s for m in sorted(MIGRATIONS, key=lambda m: m.version) for s in m.statements]
+    print(";\n\n".join(s.strip() for s in statements) + ";")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     for name, field in Settings.model_fields.items():
@@ -511,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     common(p)
     p.set_defaults(func=cmd_db_query)
+    p = db.add_parser("schema", help="print the schema DDL; with --cluster, its replicated/distributed cluster variant")
+    p.add_argument("--cluster", help="the cluster holding the sharded event tables (remote_servers name)")
+    p.add_argument("--coordination-cluster", help="one shard, every host a replica: the small and coordination "
+                                                  "tables (default: CLUSTER_coordination)")
+    p.set_defaults(func=cmd_db_schema)
     return parser
 
 

@@ -1,0 +1,55 @@
+"""The cluster variant of the schema covers every table of the migrations, replicated, sharded where it should be."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from driftline.store.cluster import SHARDED, cluster_ddl, local
+from driftline.store.migrations import MIGRATIONS
+
+CREATE = re.compile(r"CREATE (?:TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+) ON CLUSTER '(\w+)'")
+
+
+def _created(statements: list[str]) -> dict[str, tuple[str, str]]:
+    out = {}
+    for s in statements:
+        m = CREATE.match(s.strip())
+        assert m, s[:120]
+        out[m.group(1)] = (m.group(2), s)
+    return out
+
+
+def test_every_table_of_the_migrations_is_in_the_cluster_ddl_on_a_cluster() -> None:
+    names = {re.match(r"\s*CREATE (?:TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+)", s).group(1)  # type: ignore[union-attr]
+             for m in MIGRATIONS for s in m.statements}
+    created = _created(cluster_ddl("data", "coord"))
+    assert names <= set(created)
+    assert {"partition_owners", "detector_claims", "ingest_batches", "detector_runs"} <= names
+    for table in SHARDED:
+        assert created[local(table)][0] == "data" and created[table][0] == "data"
+        assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/" in created[local(table)][1]
+        assert "ENGINE = Distributed('data', currentDatabase(), " in created[table][1]
+    for table in ("ingest_batches", "partition_owners", "detector_claims", "detector_runs", "outbox", "drift_results"):
+        assert created[table][0] == "coord"  # coordination and results: one shard, every replica
+
+
+def test_no_engine_is_left_unreplicated_and_version_columns_survive() -> None:
+    statements = cluster_ddl("data", "coord")
+    for s in statements:
+        assert not re.search(r"ENGINE = (Replacing)?MergeTree\b", s), s[:120]
+    created = _created(statements)
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/coordination/{database}/drift_results', '{replica}', " \
+           "computed_at)" in created["drift_results"][1]
+    assert "TO predictions_local" in created["predictions_ingest_mv"][1]
+    assert "FROM predictions_ingest_local" in created["predictions_ingest_mv"][1]
+    assert created["predictions_ingest_local"][1].rstrip().endswith("ENGINE = Null")
+
+
+@pytest.mark.parametrize("bad", ["x'; DROP TABLE t; --", "a b", ""])
+def test_cluster_names_are_identifiers(bad: str) -> None:
+    with pytest.raises(ValueError):
+        cluster_ddl(bad, "coord")
+    with pytest.raises(ValueError):
+        cluster_ddl("data", bad)
