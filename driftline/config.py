@@ -243,6 +243,12 @@ class Settings(BaseSettings):
                              "must be at least 16 bytes")
         return value.encode()
 
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        """repr() and str() show the ClickHouse URL redacted: it may hold a password, and settings end up in
+        tracebacks, test reports and debug logs."""
+        for name, value in super().__repr_args__():
+            yield (name, self.redacted_clickhouse_url()) if name == "clickhouse_url" else (name, value)
+
     def redacted_clickhouse_url(self) -> str:
         """The URL with any password replaced, for logs and messages."""
         if self.is_embedded:

@@ -69,3 +69,9 @@ def test_topics_must_differ() -> None:
 def test_database_in_the_url_is_validated() -> None:
     with pytest.raises(ValueError, match="does not match"):
         Settings(clickhouse_url="http://ch:8123/bad;name").database
+
+
+def test_repr_and_str_redact_the_clickhouse_password() -> None:
+    s = Settings(clickhouse_url="http://bob:s3cr@t@ch:8123/db")
+    assert "s3cr" not in repr(s) and "s3cr" not in str(s) and "bob:***@ch:8123" in repr(s)
+    assert s.model_copy().clickhouse_password().get_secret_value() == "s3cr@t"  # the value itself is kept
