@@ -21,14 +21,17 @@ from clickhouse_connect.driver.client import Client
 
 from collector.replay import WriteOutcome, write_chunk
 from driftline.contracts import EventKind
+from driftline.privacy import Redactor
 from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND
 
 SOURCE_TOPICS = {kind: f"http-{TABLE_BY_KIND[kind].replace('_', '-')}" for kind in EventKind}
 
 
 class HttpIngest:
-    def __init__(self, client: Client, *, partition: int = 0, max_event_bytes: int = 256 * 1024) -> None:
+    def __init__(self, client: Client, *, partition: int = 0, max_event_bytes: int = 256 * 1024,
+                 redactor: Redactor | None = None) -> None:
         self._client = client
+        self._redactor = redactor  # the privacy policies, shared with the collector (a reload replaces them)
         self._partition = partition
         self._max_event_bytes = max_event_bytes
         self._next: dict[EventKind, int] = {}
@@ -53,4 +56,5 @@ class HttpIngest:
             first = self._next[kind]
             self._next[kind] = first + len(payloads)  # taken even if the write fails: a retry gets new offsets
             return write_chunk(self._client, kind, payloads, source=SOURCE_TOPICS[kind], partition=self._partition,
-                               first_offset=first, max_event_bytes=self._max_event_bytes)
+                               first_offset=first, max_event_bytes=self._max_event_bytes,
+                               redactor=self._redactor)

@@ -27,6 +27,7 @@ from collector.writer import BatchWriter
 from driftline import metrics
 from driftline.config import Settings
 from driftline.contracts import EventKind
+from driftline.privacy import Redactor
 from driftline.store import connect
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Collector:
         *,
         collector_id: str | None = None,
         stop_event: threading.Event | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
@@ -105,7 +107,7 @@ class Collector:
         self.stats = CollectorStats(kinds={t: k.value for k, t in topics.items()})
         self._stop = stop_event or threading.Event()
         self._topics = list(topics.values())
-        self._decoder = RecordDecoder(topics, settings.max_event_bytes)
+        self._decoder = RecordDecoder(topics, settings.max_event_bytes, redactor)  # redactor: the privacy policies
         self._batch = Batch()
         self._store = connect(settings)
         kinds_by_topic = {t: k for k, t in topics.items()}

@@ -20,6 +20,7 @@ from collector.decode import RecordDecoder
 from collector.sink import ClickHouseSink
 from driftline import metrics
 from driftline.contracts import EventKind
+from driftline.privacy import Redactor
 
 CHUNK = 20_000
 
@@ -34,9 +35,10 @@ class WriteOutcome:
 
 
 def write_chunk(client: Client, kind: EventKind, payloads: Sequence[bytes], *, source: str, partition: int = 0,
-                first_offset: int = 0, max_event_bytes: int = 256 * 1024) -> WriteOutcome:
-    """Write one batch of `payloads` under offsets first_offset.. of (source, partition)."""
-    decoder = RecordDecoder({kind: source}, max_event_bytes)
+                first_offset: int = 0, max_event_bytes: int = 256 * 1024,
+                redactor: Redactor | None = None) -> WriteOutcome:
+    """Write one batch of `payloads` under offsets first_offset.. of (source, partition), privacy policies applied."""
+    decoder = RecordDecoder({kind: source}, max_event_bytes, redactor)
     batch = Batch()
     origins = [Origin(source, partition, first_offset + i, None, p) for i, p in enumerate(payloads)]
     decoder.add_records(batch, source, partition, origins)

@@ -29,6 +29,7 @@ from pydantic import (
 
 from detectors.methods.registry import get_method
 from detectors.summaries import ColumnType
+from driftline.privacy import PrivacySpec
 from driftline.yamlfile import (
     ConfigError,
     Duration,
@@ -258,6 +259,9 @@ class ModelSpec(Strict):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
+    privacy: PrivacySpec | None = Field(
+        None, description="Fields dropped or HMAC-hashed at ingest, before anything is stored (see driftline.privacy)."
+    )
 
     @field_validator("features")
     @classmethod
@@ -283,6 +287,7 @@ class ModelSpec(Strict):
             if metric not in allowed:
                 raise FieldError(("performance", "metrics", i),
                                  f"performance metric {metric!r} does not apply to {self.task.value}; use {', '.join(allowed)}")
+        self._check_privacy()
         if self.drift.method is not None:
             for name, feature in self.features.items():
                 if feature.method is None and getattr(self.drift.methods, feature.type.value) is None:
@@ -291,6 +296,20 @@ class ModelSpec(Strict):
                     except ValueError as exc:
                         raise FieldError(("drift", "method"), str(exc)) from None
         return self
+
+    def _check_privacy(self) -> None:
+        """A dropped feature cannot be monitored (its detectors would see nothing); a hashed one must be categorical."""
+        if self.privacy is None:
+            return
+        for i, name in enumerate(self.privacy.drop):
+            if name in self.features:
+                raise FieldError(("privacy", "drop", i), f"feature {name!r} is monitored; dropping it at ingest leaves "
+                                                         "its detectors without data (hash it, or remove the feature)")
+        for i, name in enumerate(self.privacy.hash):
+            feature = self.features.get(name)
+            if feature is not None and feature.type is not ColumnType.CATEGORICAL:
+                raise FieldError(("privacy", "hash", i), f"feature {name!r} is {feature.type.value}; a hashed value is "
+                                                         "a category token, so declare it categorical")
 
     @property
     def schedule_or_default(self) -> ScheduleSpec:
@@ -338,6 +357,10 @@ class Registry(Strict):
                 raise FieldError(("models", len(seen)), f"model {model.name!r} is defined twice")
             seen.add(model.name)
         return self
+
+    def privacy_policies(self) -> dict[str, PrivacySpec]:
+        """Model -> its privacy policy, for the collector and HTTP ingest."""
+        return {m.name: m.privacy for m in self.models if m.privacy is not None and not m.privacy.empty}
 
     def get(self, name: str) -> ModelSpec:
         for model in self.models:

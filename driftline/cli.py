@@ -37,7 +37,9 @@ from pydantic import ValidationError
 
 from driftline.config import Settings, load_settings
 from driftline.logs import setup_logging
+from driftline.privacy import Redactor
 from driftline.store import StoreError, connect, migrate, schema_version
+from driftline.store.retention import apply_retention
 from driftline.yamlfile import ConfigError
 
 log = logging.getLogger("driftline")
@@ -69,8 +71,9 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     client = connect(settings)
     applied = migrate(client)
+    ttl_changed = apply_retention(client, settings)
     print(json.dumps({"applied": applied, "schema_version": schema_version(client),
-                      "store": settings.redacted_clickhouse_url()}))
+                      "retention_changed": ttl_changed, "store": settings.redacted_clickhouse_url()}))
     return 0
 
 
@@ -131,9 +134,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
               "`driftline up` starts a local broker instead", file=sys.stderr)
         return 2
     stop = _install_stop_handlers()
-    migrate(connect(settings))
+    registry = _registry(settings) if settings.models_file.exists() else None  # its privacy policies apply
+    redactor = privacy_redactor(settings, registry)
+    _migrate(settings)
     tune_gc_for_throughput()
-    return 0 if Collector(settings, stop_event=stop).run() else 1
+    return 0 if Collector(settings, stop_event=stop, redactor=redactor).run() else 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -151,7 +156,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if registry is None:
             raise ConfigError(f"{settings.alerts_file} exists but there is no model registry at {settings.models_file}")
         alert_config, _ = load_alert_config(settings, registry=registry)
-    migrate(connect(settings))
+    redactor = privacy_redactor(settings, registry)  # shared by the collector and HTTP ingest; a reload replaces it
+    _migrate(settings)
     broker = None
     if not settings.kafka_bootstrap_servers:
         broker = LocalBroker(settings.local_broker_host, settings.local_broker_port).start()
@@ -161,10 +167,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     dispatcher = None
     api = None
     try:
-        collector = Collector(settings, stop_event=stop)
+        collector = Collector(settings, stop_event=stop, redactor=redactor)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
-        api = start_api(settings, registry, reload=reloader(settings, scheduler))
+        api = start_api(settings, registry, reload=reloader(settings, scheduler), redactor=redactor)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
@@ -242,6 +248,7 @@ def reloader(settings: Settings, scheduler):  # type: ignore[no-untyped-def]
 
     def reload():  # type: ignore[no-untyped-def]
         registry = _registry(settings)
+        privacy_redactor(settings, registry)  # a new policy without a key: refuse before switching anything
         alert_config = load_alert_config(settings, registry=registry)[0] if settings.alerts_file.exists() else None
         if scheduler is not None:
             if alert_config is not None and scheduler.alert_config is not None:
@@ -281,8 +288,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings(args)
     stop = _install_stop_handlers()
     registry = _registry(settings) if settings.models_file.exists() else None
-    migrate(connect(settings))
-    api = start_api(settings, registry, reload=reloader(settings, None))
+    redactor = privacy_redactor(settings, registry)
+    _migrate(settings)
+    api = start_api(settings, registry, reload=reloader(settings, None), redactor=redactor)
     print(json.dumps({"api": api.url, "docs": f"{api.url}/docs"}), flush=True)
     stop.wait()
     api.stop()
@@ -341,6 +349,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sent = run(logger, spec, stop)
     print(json.dumps({"model": spec.model, "sent": sent}))
     return 0
+
+
+def privacy_redactor(settings: Settings, registry) -> Redactor:  # type: ignore[no-untyped-def]
+    """The privacy policies of `registry` with the configured key; ConfigError if a policy has no key."""
+    try:
+        return Redactor(registry.privacy_policies() if registry is not None else {}, settings.privacy_key_bytes())
+    except ValueError as exc:  # PrivacyKeyMissing, or a key that is too short
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read DRIFTLINE_PRIVACY_KEY_FILE {settings.privacy_key_file}: "
+                          f"{exc.strerror or type(exc).__name__}") from None
+
+
+def _migrate(settings: Settings) -> None:
+    """The schema, then the retention TTLs (`db migrate` does the same): what every service command starts with."""
+    client = connect(settings)
+    migrate(client)
+    apply_retention(client, settings)
 
 
 def _registry(settings: Settings, path: str | None = None):  # type: ignore[no-untyped-def]

@@ -149,6 +149,31 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often the notification dispatcher looks for due deliveries."
     )
+    privacy_key_file: Path | None = Field(
+        None,
+        description="File holding the HMAC key of the models' privacy policies (`privacy: hash:` in models.yaml; at "
+        "least 16 bytes; overrides `DRIFTLINE_PRIVACY_KEY`). Required once any model has a policy.",
+    )
+    privacy_key: SecretStr | None = Field(
+        None, description="The privacy HMAC key itself, if not in a file (never logged)."
+    )
+    retention_events_days: float = Field(
+        90, ge=0, description="TTL of predictions, labels and infra metrics, by event time (0 = keep forever)."
+    )
+    retention_dead_letters_days: float = Field(
+        30, ge=0, description="TTL of dead letters, by arrival time (0 = keep forever)."
+    )
+    retention_results_days: float = Field(
+        400, ge=0, description="TTL of drift, quality and performance results and detector runs, by window start "
+        "(0 = keep forever)."
+    )
+    retention_audit_days: float = Field(
+        400, ge=0, description="TTL of the alert audit trail and delivery attempts (0 = keep forever)."
+    )
+    retention_ingest_batches_days: float = Field(
+        30, ge=0, description="After this long, the collector's commit log is folded to one row per partition "
+        "(its latest offset is kept; 0 = never fold)."
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`json` (one object per line), `text`, or `auto`: text on a terminal, JSON otherwise."
     )
@@ -241,6 +266,18 @@ class Settings(BaseSettings):
         if len(value.encode()) < 16:
             raise ValueError("the report link secret (DRIFTLINE_API_LINK_SECRET_FILE / DRIFTLINE_API_LINK_SECRET) "
                              "must be at least 16 bytes")
+        return value.encode()
+
+    def privacy_key_bytes(self) -> bytes | None:
+        """The HMAC key of the privacy policies (file first, then the variable), or None; never logged."""
+        if self.privacy_key_file is not None:
+            value = self.privacy_key_file.read_text().strip()
+        elif self.privacy_key is not None:
+            value = self.privacy_key.get_secret_value().strip()
+        else:
+            return None
+        if len(value.encode()) < 16:
+            raise ValueError("the privacy key (DRIFTLINE_PRIVACY_KEY_FILE / DRIFTLINE_PRIVACY_KEY) must be at least 16 bytes")
         return value.encode()
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from fastapi import Depends, HTTPException, Request
 from detectors.config import ModelSpec, Registry
 from driftline.api.auth import Authenticator, Principal, Scope
 from driftline.config import Settings
+from driftline.privacy import Redactor
 
 UNAUTHORIZED = {401: {"description": "no bearer token, or an unknown one"}}
 FORBIDDEN = {403: {"description": "the token's scope or team does not allow this"}}
@@ -35,6 +36,7 @@ class ApiContext:
     settings: Settings = field(default_factory=Settings)
     reload: Callable[[], Registry] | None = None  # re-reads the config files; raises ConfigError
     lock: threading.Lock = field(default_factory=threading.Lock)
+    redactor: Redactor | None = None  # the privacy policies HTTP ingest applies (shared with `up`'s collector)
 
     def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")

@@ -84,7 +84,7 @@ def models_named(events: list[bytes]) -> set[str]:
 def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter(tags=["ingest"], responses={**UNAUTHORIZED, **FORBIDDEN})
     sink = HttpIngest(ctx.client, partition=ctx.settings.api_ingest_partition,
-                      max_event_bytes=ctx.settings.max_event_bytes)
+                      max_event_bytes=ctx.settings.max_event_bytes, redactor=ctx.redactor)
     body_doc = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"type": "array", "items": {}, "description": "v1 events of the path's "
                                         "kind; an element that is not one is dead-lettered, not refused"},

@@ -16,6 +16,7 @@ from detectors.config import ModelSpec
 from driftline.api.auth import Principal
 from driftline.api.context import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, ApiContext
 from driftline.names import IDENTIFIER_PATTERN
+from driftline.privacy import PrivacyKeyMissing
 from driftline.timestamps import as_utc
 from driftline.yamlfile import ConfigError
 
@@ -118,8 +119,11 @@ def router(ctx: ApiContext) -> APIRouter:
             raise HTTPException(409, "this API was started without configuration files to reload")
         try:
             with ctx.lock:
-                ctx.registry = ctx.reload()
-        except ConfigError as exc:
+                registry = ctx.reload()
+                if ctx.redactor is not None:  # before the switch: a policy without a key keeps the old config
+                    ctx.redactor.replace(registry.privacy_policies())
+                ctx.registry = registry
+        except (ConfigError, PrivacyKeyMissing) as exc:
             raise HTTPException(422, f"configuration not reloaded, still running the previous one: {exc}") from None
         return ReloadResult(models=[m.name for m in ctx.registry.models])
 

@@ -20,6 +20,7 @@ from detectors.config import Registry
 from driftline.api.app import create_app
 from driftline.api.auth import load_tokens
 from driftline.config import Settings
+from driftline.privacy import Redactor
 from driftline.store import connect
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ def kafka_check(bootstrap: str) -> Callable[[], None]:
 
 
 def start_api(settings: Settings, registry: Registry | None, *,
-              reload: Callable[[], Registry] | None = None) -> RunningApi:
-    """Serve the API on a thread; `reload` re-reads the config files for `POST /models/reload`."""
+              reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None) -> RunningApi:
+    """Serve the API on a thread; `reload` re-reads the config files for `POST /models/reload`.
+
+    `redactor`: the privacy policies HTTP ingest applies (`up` shares its collector's); default: the registry's.
+    """
     authenticator = load_tokens(settings.api_tokens_file)
     if authenticator.empty:
         log.warning("no API tokens configured; every endpoint but /healthz and /readyz answers 401",
@@ -63,7 +67,7 @@ def start_api(settings: Settings, registry: Registry | None, *,
     if settings.kafka_bootstrap_servers:
         checks["kafka"] = kafka_check(settings.kafka_bootstrap_servers)
     app = create_app(registry or Registry(), authenticator, lambda: client, ready_checks=checks, settings=settings,
-                     reload=reload)
+                     reload=reload, redactor=redactor)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None,
                             access_log=False, lifespan="off", server_header=False)
     server = uvicorn.Server(config)

@@ -35,6 +35,8 @@ def test_good_registry_means_what_it_says() -> None:
     assert churn.method_override("country", ColumnType.CATEGORICAL) == (None, None)
     assert churn.method_override(PREDICTION_COLUMN, ColumnType.CATEGORICAL) == (None, None)
     assert churn.metrics == ("accuracy", "roc_auc")
+    assert churn.privacy is not None and churn.privacy.drop == ("email",)
+    assert set(registry.privacy_policies()) == {"churn"}
     eta = registry.get("eta")
     assert eta.window == timedelta(minutes=15) and eta.schedule_or_default.interval == timedelta(minutes=5)
     assert eta.reference.rolling is not None and eta.reference.rolling.offset == timedelta(days=7)
@@ -85,6 +87,12 @@ BAD = [
      ["model 'churn' is defined twice"], None),
     ("duplicate key", "      age: numeric", "      age: numeric\n      age: categorical",
      ["duplicate key 'age'"], "age: categorical"),
+    ("dropping a monitored feature", "drop: [email]", "drop: [email, age]",
+     ["model 'churn'", "privacy.drop.1", "feature 'age' is monitored"], "drop: [email, age]"),
+    ("hashing a numeric feature", "hash: [country, event_id]", "hash: [income, event_id]",
+     ["model 'churn'", "privacy.hash.0", "feature 'income' is numeric"], "hash: [income"),
+    ("dropped and hashed", "drop: [email]", "drop: [email, country]",
+     ["model 'churn'", "privacy", "'country' is in both drop and hash"], "privacy:"),
 ]
 
 
