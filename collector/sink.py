@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from collector.batch import Batch, DeadLetter, Record
 from collector.checkpoint import Fenced
@@ -71,6 +71,10 @@ class ClickHouseSink:
         try:
             self._client.raw_insert(table, None, insert_block=b"\n".join(rows), fmt="JSONAsString", settings=INSERT_SETTINGS)
             return []
+        except OperationalError as exc:
+            # The connection failed (reset, timeout): the insert may have landed without an answer. Splitting
+            # and re-inserting would write those rows twice, so the writer rolls the batch back and retries.
+            raise StoreUnavailable(f"{type(exc).__name__}: {_short(str(exc))}") from exc
         except DatabaseError as exc:
             if len(rows) > 1:
                 mid = len(rows) // 2
