@@ -257,28 +257,12 @@ class Settings(BaseSettings):
 
     def link_secret(self) -> bytes | None:
         """The report link signing secret (file first, then the variable), or None; never logged."""
-        if self.api_link_secret_file is not None:
-            value = self.api_link_secret_file.read_text().strip()
-        elif self.api_link_secret is not None:
-            value = self.api_link_secret.get_secret_value().strip()
-        else:
-            return None
-        if len(value.encode()) < 16:
-            raise ValueError("the report link secret (DRIFTLINE_API_LINK_SECRET_FILE / DRIFTLINE_API_LINK_SECRET) "
-                             "must be at least 16 bytes")
-        return value.encode()
+        return _secret_bytes(self.api_link_secret_file, self.api_link_secret, "the report link secret",
+                             "API_LINK_SECRET")
 
     def privacy_key_bytes(self) -> bytes | None:
         """The HMAC key of the privacy policies (file first, then the variable), or None; never logged."""
-        if self.privacy_key_file is not None:
-            value = self.privacy_key_file.read_text().strip()
-        elif self.privacy_key is not None:
-            value = self.privacy_key.get_secret_value().strip()
-        else:
-            return None
-        if len(value.encode()) < 16:
-            raise ValueError("the privacy key (DRIFTLINE_PRIVACY_KEY_FILE / DRIFTLINE_PRIVACY_KEY) must be at least 16 bytes")
-        return value.encode()
+        return _secret_bytes(self.privacy_key_file, self.privacy_key, "the privacy key", "PRIVACY_KEY")
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         """repr() and str() show the ClickHouse URL redacted: it may hold a password, and settings end up in
@@ -295,6 +279,19 @@ class Settings(BaseSettings):
         port = f":{parts.port}" if parts.port else ""
         user = f"{parts.username}:***@" if parts.username else ""
         return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _secret_bytes(path: Path | None, value: SecretStr | None, what: str, variable: str) -> bytes | None:
+    """A secret of at least 16 bytes from its file (first) or its variable, or None when neither is set."""
+    if path is not None:
+        text = path.read_text().strip()
+    elif value is not None:
+        text = value.get_secret_value().strip()
+    else:
+        return None
+    if len(text.encode()) < 16:
+        raise ValueError(f"{what} (DRIFTLINE_{variable}_FILE / DRIFTLINE_{variable}) must be at least 16 bytes")
+    return text.encode()
 
 
 def load_settings(**overrides: object) -> Settings:
