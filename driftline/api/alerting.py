@@ -66,6 +66,10 @@ def _silence_models(matchers: tuple[Matcher, ...] | list[Matcher]) -> set[str]:
     return {m.value for m in matchers if m.name == "model" and m.op == "="}
 
 
+# OpenAPI links (followed by clients and by schemathesis' stateful tests): a silence's `id` is what expires it.
+EXPIRE_OPERATION = "expire_silence"
+
+
 def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter(responses={**UNAUTHORIZED, **FORBIDDEN, **NOT_FOUND, **MALFORMED})
     reader, writer = Depends(ctx.needs("read")), Depends(ctx.needs("write"))
@@ -134,7 +138,8 @@ def router(ctx: ApiContext) -> APIRouter:
             raise HTTPException(409, str(exc)) from None
         return AckAnswer(fingerprint=fingerprint, episode_started=since.isoformat(), acknowledged_by=who.name)
 
-    @api.get("/silences", tags=["silences"])
+    @api.get("/silences", tags=["silences"], responses={200: {"links": {"ExpireFirstSilence": {
+        "operationId": EXPIRE_OPERATION, "parameters": {"silence_id": "$response.body#/0/id"}}}}})
     def silences(who: Annotated[Principal, reader],
                  all: Annotated[bool, Query(description="include ended silences")] = False) -> list[dict[str, Any]]:
         """Silences, newest last; by default only those not yet ended."""
@@ -143,7 +148,9 @@ def router(ctx: ApiContext) -> APIRouter:
                 if (all or s.ends_at > now) and (who.team is None or
                                                  any(ctx.may_see(who, m) for m in _silence_models(s.matchers)))]
 
-    @api.post("/silences", tags=["silences"], status_code=201, responses={422: {"description": "bad matcher or time"}})
+    @api.post("/silences", tags=["silences"], status_code=201, responses={
+        422: {"description": "bad matcher or time"},
+        201: {"links": {"ExpireSilence": {"operationId": EXPIRE_OPERATION, "parameters": {"silence_id": "$response.body#/id"}}}}})
     def add_silence(body: SilenceRequest, who: Annotated[Principal, writer]) -> dict[str, Any]:
         """Mute the notifications of matching alerts for a while (their states still change and are recorded)."""
         now = dt.datetime.now(UTC)
@@ -164,7 +171,7 @@ def router(ctx: ApiContext) -> APIRouter:
             raise HTTPException(422, str(exc)) from None
         return _silence_json(silence, now)
 
-    @api.post("/silences/{silence_id}/expire", tags=["silences"], responses={
+    @api.post("/silences/{silence_id}/expire", tags=["silences"], operation_id=EXPIRE_OPERATION, responses={
         **NOT_FOUND, 409: {"description": "the silence has already ended"}})
     def expire(silence_id: SilenceId, who: Annotated[Principal, writer]) -> dict[str, Any]:
         """End a silence now."""
