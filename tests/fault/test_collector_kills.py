@@ -27,7 +27,7 @@ from tests.integration.test_crash_recovery import FAST, Traffic, _run_until_caug
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-KILLS = 8
+KILLS = 7
 
 
 def test_collector_sigkilled_at_random_moments(settings, tmp_path: Path, tally) -> None:  # type: ignore[no-untyped-def]
@@ -35,7 +35,7 @@ def test_collector_sigkilled_at_random_moments(settings, tmp_path: Path, tally) 
     store = tmp_path / "store"
     log = tmp_path / "collector.log"
     started = time.monotonic()
-    traffic = Traffic(settings, rng.randrange(2**31), rate_per_s=2000).start()
+    traffic = Traffic(settings, rng.randrange(2**31), rate_per_s=1500).start()
     kills = 0
     try:
         for i in range(KILLS):
@@ -43,9 +43,9 @@ def test_collector_sigkilled_at_random_moments(settings, tmp_path: Path, tally) 
             proc = CollectorProcess(group, store, log, **FAST).start()
             if i % 2 == 0:
                 assert proc.wait_for("partitions assigned", timeout=60), "the collector never got its partitions"
-                time.sleep(rng.uniform(0.1, 2.0))
+                time.sleep(rng.uniform(0.1, 1.5))
             else:
-                time.sleep(rng.uniform(0.3, 4.0))
+                time.sleep(rng.uniform(0.3, 3.0))
             proc.kill()
             kills += 1
     finally:

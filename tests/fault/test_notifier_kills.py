@@ -82,7 +82,7 @@ def test_notifier_sigkilled_while_endpoints_are_down_slow_and_erroring(tmp_path:
     with ExitStack() as endpoints:
         for i in range(KILLS):
             proc = start()
-            time.sleep(rng.uniform(1.0, 4.0))
+            time.sleep(rng.uniform(0.8, 3.0))
             if i == 1:  # down (ports closed) until now: the endpoints come up during the second notifier's life
                 endpoints.enter_context(receiver)
                 endpoints.enter_context(smtp_server(inbox, port=smtp_port))

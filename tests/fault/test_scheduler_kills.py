@@ -66,7 +66,7 @@ from tests.integration.receivers import Receiver, smtp_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-KILLS = 7
+KILLS = 6
 WINDOW = dt.timedelta(seconds=2)
 GRACE_S = 3.0
 LEASE_S = 4.0
@@ -179,16 +179,16 @@ rules:
                 proc, _, _, offset = start(i)
                 if i % 2 == 0:  # while it works: detecting, evaluating, delivering, ingesting
                     _wait_for_log(log_path, offset, '"msg": "detector scheduler started"', proc)
-                    time.sleep(rng.uniform(0.2, 3.0))
+                    time.sleep(rng.uniform(0.2, 2.5))
                 else:  # anywhere from its start on
-                    time.sleep(rng.uniform(1.0, 6.0))
+                    time.sleep(rng.uniform(1.0, 4.5))
                 assert proc.poll() is None, f"`driftline up` exited by itself ({proc.returncode}); see {log_path}"
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 kills += 1
             final, group, port, offset = start("last")
             traffic.drift_only = True
-            time.sleep(rng.uniform(6.0, 8.0))
+            time.sleep(rng.uniform(5.0, 6.0))
         finally:
             traffic.stop()
         try:

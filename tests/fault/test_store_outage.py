@@ -90,7 +90,7 @@ def test_store_outages_and_flaky_inserts_lose_and_duplicate_nothing(settings, st
         windows = []
         for _ in range(2):  # two full outages of a few seconds, then a flaky spell
             time.sleep(rng.uniform(0.5, 2.0))
-            length = rng.uniform(2.0, 4.0)
+            length = rng.uniform(1.5, 3.0)
             outage.down_until = time.monotonic() + length
             windows.append(round(length, 1))
             time.sleep(length)
@@ -98,8 +98,8 @@ def test_store_outages_and_flaky_inserts_lose_and_duplicate_nothing(settings, st
             while collector.stats.batches < recovered:
                 assert time.monotonic() < deadline + 60 and runner.is_alive(), collector.stats.snapshot()
                 time.sleep(0.05)
-        outage.flaky_until = time.monotonic() + 4.0
-        time.sleep(4.0)
+        outage.flaky_until = time.monotonic() + 3.0
+        time.sleep(3.0)
     finally:
         traffic.stop()
     deadline = time.monotonic() + 120
@@ -116,7 +116,7 @@ def test_store_outages_and_flaky_inserts_lose_and_duplicate_nothing(settings, st
                "store_errors": collector.stats.store_errors, "events_lost": lost(sent, stored),
                "duplicates": duplicate_rows(rows), "seconds": time.monotonic() - started}
     tally.record("store", **figures)
-    print(f"FAULT store outages_s={windows} flaky_s=4.0", flush=True)
+    print(f"FAULT store outages_s={windows} flaky_s=3.0", flush=True)
     assert outage.flaky_failed > 0 and collector.stats.store_errors > 2  # the faults did hit the writer
     assert stored == sent
     assert figures["events_lost"] == 0 and figures["duplicates"] == 0, rows
