@@ -158,14 +158,14 @@ class Settings(BaseSettings):
         None, description="The privacy HMAC key itself, if not in a file (never logged)."
     )
     retention_events_days: float = Field(
-        90, ge=0, description="TTL of predictions, labels and infra metrics, by event time (0 = keep forever)."
+        90, ge=0, description="TTL of predictions, labels and infra metrics, from their arrival (0 = keep forever)."
     )
     retention_dead_letters_days: float = Field(
         30, ge=0, description="TTL of dead letters, by arrival time (0 = keep forever)."
     )
     retention_results_days: float = Field(
-        400, ge=0, description="TTL of drift, quality and performance results and detector runs, by window start "
-        "(0 = keep forever)."
+        400, ge=0, description="TTL of drift, quality and performance results and detector runs, from when they were "
+        "computed (0 = keep forever)."
     )
     retention_audit_days: float = Field(
         400, ge=0, description="TTL of the alert audit trail and delivery attempts (0 = keep forever)."

@@ -1,10 +1,12 @@
 """Retention: ClickHouse TTLs per table, from settings, applied at `db migrate` and at every service start.
 
 Each table's TTL follows one setting (`DRIFTLINE_RETENTION_*_DAYS`, 0 = keep
-forever) and is measured on the table's own time column: event time for the
-ingested events (what "keep 90 days of predictions" means to its readers),
-arrival time for dead letters, the window start for results. ClickHouse
-deletes expired rows during merges (and at `OPTIMIZE TABLE ... FINAL`).
+forever) and counts from when a row was written (`ingested_at`,
+`received_at`, `computed_at`, ...), not from the time it describes: a
+backfill of last year's predictions, or a recomputed old window, would
+otherwise be deleted as soon as it lands. For live traffic the two are the
+same. ClickHouse deletes expired rows during merges (and at `OPTIMIZE TABLE
+... FINAL`).
 
 `apply_retention` compares the TTL each table has (its `engine_full` in
 system.tables) with the one wanted and runs `ALTER TABLE ... MODIFY TTL`
@@ -45,13 +47,13 @@ class TableRetention:
 
 
 RETENTION: tuple[TableRetention, ...] = (
-    TableRetention("predictions", "ts", "retention_events_days"),
-    TableRetention("labels", "ts", "retention_events_days"),
-    TableRetention("infra_metrics", "ts", "retention_events_days"),
+    TableRetention("predictions", "ingested_at", "retention_events_days"),
+    TableRetention("labels", "ingested_at", "retention_events_days"),
+    TableRetention("infra_metrics", "ingested_at", "retention_events_days"),
     TableRetention("dead_letters", "received_at", "retention_dead_letters_days"),
-    TableRetention("drift_results", "window_start", "retention_results_days"),
-    TableRetention("quality_results", "window_start", "retention_results_days"),
-    TableRetention("performance_results", "window_start", "retention_results_days"),
+    TableRetention("drift_results", "computed_at", "retention_results_days"),
+    TableRetention("quality_results", "computed_at", "retention_results_days"),
+    TableRetention("performance_results", "computed_at", "retention_results_days"),
     TableRetention("detector_runs", "started_at", "retention_results_days"),
     TableRetention("alert_events", "at", "retention_audit_days"),
     TableRetention("delivery_attempts", "at", "retention_audit_days"),

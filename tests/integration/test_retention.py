@@ -44,9 +44,9 @@ def test_ttls_are_applied_once_with_the_documented_defaults(base_settings: Setti
     assert sorted(apply_retention(client, settings)) == sorted(r.table for r in RETENTION)
     assert apply_retention(client, settings) == []  # a restart rewrites nothing
     ttls = current_ttls(client)
-    assert ttls["predictions"] == "toDateTime(ts) + toIntervalSecond(7776000)"  # 90 days
+    assert ttls["predictions"] == "toDateTime(ingested_at) + toIntervalSecond(7776000)"  # 90 days
     assert ttls["dead_letters"] == "toDateTime(received_at) + toIntervalSecond(2592000)"  # 30 days
-    assert ttls["drift_results"] == "toDateTime(window_start) + toIntervalSecond(34560000)"  # 400 days
+    assert ttls["drift_results"] == "toDateTime(computed_at) + toIntervalSecond(34560000)"  # 400 days
     assert ttls["ingest_batches"].startswith("toDateTime(written_at) + toIntervalSecond(2592000) GROUP BY topic, partition")
     # A changed setting changes only its tables; 0 removes the TTL.
     changed = settings.model_copy(update={"retention_dead_letters_days": 7, "retention_audit_days": 0})
@@ -60,13 +60,18 @@ def test_expired_rows_go_recent_ones_stay_and_the_latest_offsets_survive(base_se
     client = connect(settings)
     migrate(client)
     apply_retention(client, settings)
-    write_chunk(client, EventKind.PREDICTION, [event(i, OLD if i < 5 else NOW) for i in range(8)] + [b"junk"],
-                source="ret-src")
+    # Through the collector's path: recent rows (one describing last year: what counts is when it arrived) ...
+    write_chunk(client, EventKind.PREDICTION, [event(i, NOW - dt.timedelta(days=365 * (i == 7))) for i in range(5, 8)]
+                + [b"junk"], source="ret-src")
+    # ... and rows that arrived 10 days ago.
+    client.insert("predictions", [["old-src", 0, i, f"r-{i}", "ret", "1", NOW, OLD] for i in range(5)],
+                  column_names=["topic", "partition", "offset", "event_id", "model", "model_version", "ts", "ingested_at"])
     client.insert("dead_letters", [["t", 0, 1, b"", b"old", 3, "x", "", OLD]],
                   column_names=["topic", "partition", "offset", "key", "raw", "raw_bytes", "error_kind", "error",
                                 "received_at"])
-    client.insert("drift_results", [["ret", "", w, w + dt.timedelta(hours=1), "x", 0.05] for w in (OLD, NOW)],
-                  column_names=["model", "segment", "window_start", "window_end", "column", "threshold"])
+    client.insert("drift_results", [["ret", "", NOW - dt.timedelta(days=500), NOW, c, 0.05, at]
+                                    for c, at in (("old", OLD), ("new", NOW))],
+                  column_names=["model", "segment", "window_start", "window_end", "column", "threshold", "computed_at"])
     client.insert("alert_events", [[OLD, "f", "drift"], [NOW, "f", "drift"]], column_names=["at", "fingerprint", "event"])
     batches = [("t", 0, 0, 100, OLD), ("t", 0, 100, 250, OLD + dt.timedelta(hours=1)), ("t", 1, 0, 40, OLD),
                ("t", 0, 250, 300, NOW)]
@@ -80,7 +85,8 @@ def test_expired_rows_go_recent_ones_stay_and_the_latest_offsets_survive(base_se
 
     assert rows("SELECT event_id FROM predictions ORDER BY event_id") == [("r-5",), ("r-6",), ("r-7",)]
     assert rows("SELECT raw FROM dead_letters") == [("junk",)]  # the recent one
-    assert rows("SELECT count() FROM drift_results") == [(1,)] and rows("SELECT count() FROM alert_events") == [(1,)]
+    assert rows("SELECT column FROM drift_results") == [("new",)]  # a 500-day-old window, recomputed today: kept
+    assert rows("SELECT at > now() - INTERVAL 1 DAY FROM alert_events") == [(1,)]
     # Expired commit-log rows are folded, never deleted: the latest offset of each partition survives.
     assert rows("SELECT partition, first_offset, next_offset, events FROM ingest_batches ORDER BY partition, "
                 "next_offset") == [(0, 0, 250, 250), (0, 250, 300, 50), (1, 0, 40, 40)]
