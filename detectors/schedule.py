@@ -121,7 +121,7 @@ class DetectorScheduler:
                  on_result: Callable[[RunResult], None] | None = None,
                  after_tick: Callable[[ModelSpec, Client], None] | None = None,
                  shard: Shard = Shard(), claim_settle: timedelta = timedelta(seconds=0.5),
-                 claim_lease: timedelta = timedelta(minutes=30), worker_id: str | None = None) -> None:
+                 claim_lease: timedelta = timedelta(minutes=5), worker_id: str | None = None) -> None:
         self.registry = registry
         self.shard = shard
         self.claims = WindowClaims(worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",

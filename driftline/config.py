@@ -101,8 +101,9 @@ class Settings(BaseSettings):
                     "first; longer than a ClickHouse insert takes to land.",
     )
     detector_claim_lease_seconds: float = Field(
-        1800.0, gt=0,
-        description="How long a window claim holds; a worker that died holding one delays that window this long.",
+        300.0, gt=0,
+        description="How long a window claim holds (longer than a window's run takes); a worker that died "
+                    "holding one delays that window this long.",
     )
     alerts_file: Path = Field(
         Path("alerts.yaml"),
