@@ -1,7 +1,9 @@
-"""Real endpoints on 127.0.0.1 for the alerting tests: a scripted webhook receiver and an SMTP inbox (aiosmtpd)."""
+"""Real endpoints on 127.0.0.1 for the tests: a scripted webhook receiver, an SMTP inbox (aiosmtpd) and a recording
+stand-in for Grafana's HTTP API."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -113,3 +115,60 @@ def smtp_server(inbox: Inbox, port: int | None = None, **options: object) -> Ite
         yield port
     finally:
         controller.stop()
+
+
+class FakeGrafana:
+    """Records every request; `fail` maps a path prefix to the status it answers."""
+
+    def __init__(self, fail: dict[str, int] | None = None, folder_exists: bool = False) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], object]] = []
+        self.fail = fail or {}
+        self.folder_exists = folder_exists
+        grafana = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                grafana.requests.append((method, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                for prefix, status in grafana.fail.items():
+                    if self.path.startswith(prefix):
+                        return self._answer(status, {"message": "scripted failure"})
+                if method == "GET" and self.path == "/api/folders/driftline":
+                    if grafana.folder_exists:
+                        return self._answer(200, {"uid": "driftline", "title": "Driftline"})
+                    return self._answer(404, {"message": "folder not found"})
+                if method == "POST" and self.path == "/api/folders":
+                    return self._answer(200, {"uid": body["uid"], "title": body["title"]})  # type: ignore[index]
+                if method == "POST" and self.path == "/api/dashboards/db":
+                    uid = body["dashboard"]["uid"]  # type: ignore[index]
+                    return self._answer(200, {"status": "success", "uid": uid, "url": f"/d/{uid}/x", "version": 1})
+                return self._answer(404, {"message": "not found"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._handle("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._handle("POST")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "FakeGrafana":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

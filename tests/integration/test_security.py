@@ -11,10 +11,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import quote
 
 import pytest
@@ -37,7 +35,7 @@ from driftline.config import Settings
 from driftline.contracts import EventKind
 from driftline.store import StoreError, connect
 from tests.conftest import clean_env, run_driftline
-from tests.integration.receivers import SMTP_PASSWORD, SMTP_USER, Inbox, Receiver, smtp_server
+from tests.integration.receivers import SMTP_PASSWORD, SMTP_USER, FakeGrafana, Inbox, Receiver, smtp_server
 from tests.integration.test_api_write import TOKENS, api, auth, prediction  # noqa: F401 - `api` is a fixture
 
 pytestmark = pytest.mark.integration
@@ -191,39 +189,6 @@ def assert_no_secret(text: str, *secrets: str) -> None:
             assert form not in text, f"a secret ({form[:4]}...) leaked: ...{text[max(0, text.find(form) - 80):][:200]}"
 
 
-class Grafana401:
-    """An HTTP server that refuses every request with 401, as Grafana does for a bad token; it keeps the tokens it saw."""
-
-    def __init__(self) -> None:
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def _refuse(self) -> None:  # noqa: N802
-                seen.append(self.headers.get("Authorization", ""))
-                body = b'{"message":"invalid API key"}'
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = _refuse  # noqa: N815
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> "Grafana401":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     caplog.set_level(logging.DEBUG)
@@ -273,11 +238,11 @@ def test_secrets_stay_out_of_logs_and_errors_on_success_and_failure(debug_logs, 
         messages += [str(failed.value), repr(failed.value), repr(settings), settings.redacted_clickhouse_url()]
 
     # Grafana refusing the token.
-    with Grafana401() as grafana:
+    with FakeGrafana(fail={"/": 401}) as grafana:
         with pytest.raises(PushError) as refused:
             push(grafana.url, SecretStr(grafana_token), [{"uid": "x", "title": "x", "panels": []}], timeout_s=5)
         messages.append(str(refused.value))
-        assert grafana.seen and grafana.seen[0] == f"Bearer {grafana_token}"  # it was sent, and only there
+        assert grafana.requests and grafana.requests[0][2]["authorization"] == f"Bearer {grafana_token}"  # sent, only there
 
     # API tokens: wrong ones, right ones, and report links signed with the wrong secret, on an app that has one.
     _, a, _, models_file, settings = api
@@ -313,14 +278,14 @@ def test_the_cli_keeps_secrets_out_of_its_json_logs_and_messages(tmp_path) -> No
                                         "clickhouse_password_file": tmp_path / "pw"}),
         (["db", "migrate"], {"clickhouse_url": f"http://bob:{ch_password}@127.0.0.1:{port}/db"}),
     ]
-    with Grafana401() as grafana:
+    with FakeGrafana(fail={"/": 401}) as grafana:
         runs.append((["dashboards", "push"], {"grafana_url": grafana.url, "grafana_token": grafana_token}))
         outputs = []
         for args, settings in runs:
             done = run_driftline(args, clean_env(log_format="json", log_level="DEBUG", **settings), timeout=120)
             assert done.returncode != 0, (args, done.stdout, done.stderr)
             outputs.append(done.stdout + done.stderr)
-        assert grafana.seen  # the push did reach the refusing server
+        assert grafana.requests  # the push did reach the refusing server
     text = "\n".join(outputs)
     assert text.strip() and ("127.0.0.1" in text)  # the failures are explained
     assert_no_secret(text, ch_password, grafana_token)
