@@ -41,11 +41,12 @@ def acknowledge(client: Client, record: AlertRecord, *, author: str, comment: st
     return since
 
 
-def acknowledged(client: Client, model: str) -> dict[tuple[str, dt.datetime], tuple[str, dt.datetime]]:
-    """(fingerprint, episode start) -> (who, when) of the first acknowledgement, for one model's alerts."""
+def acknowledged(client: Client, model: str | None) -> dict[tuple[str, dt.datetime], tuple[str, dt.datetime]]:
+    """(fingerprint, episode start) -> (who, when) of the first acknowledgement, for one model's alerts (None: all)."""
+    where = "WHERE model = {m:String} " if model is not None else ""
     rows = client.query(
         "SELECT fingerprint, active_since, argMin(author, acknowledged_at), min(acknowledged_at) FROM alert_acks "
-        "WHERE model = {m:String} GROUP BY fingerprint, active_since", parameters={"m": model}).result_rows
+        f"{where}GROUP BY fingerprint, active_since", parameters={"m": model} if model is not None else None).result_rows
     return {(fp, episode(since)): (who, as_utc(at)) for fp, since, who, at in rows}  # type: ignore[misc]
 
 

@@ -124,7 +124,8 @@ def get(client: Client, delivery_id_: str) -> Delivery | None:
 
 
 def list_deliveries(client: Client, *, status: str | None = None, model: str | None = None,
-                    limit: int = 100) -> list[Delivery]:
+                    models: list[str] | None = None, limit: int = 100) -> list[Delivery]:
+    """Newest first; `model` or `models` (e.g. a team's) narrow it in the query, not after it."""
     where, params = [], {"limit": limit}
     if status is not None:
         where.append("status = {s:String}")
@@ -132,6 +133,9 @@ def list_deliveries(client: Client, *, status: str | None = None, model: str | N
     if model is not None:
         where.append("model = {m:String}")
         params["m"] = model
+    if models is not None:
+        where.append("model IN {ms:Array(String)}")
+        params["ms"] = models
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = client.query(f"SELECT {', '.join(COLUMNS)} FROM outbox FINAL {clause} ORDER BY created_at DESC "
                         "LIMIT {limit:UInt32}", parameters=params).result_rows
