@@ -96,11 +96,16 @@ def _feature_shorthand(value: Any) -> Any:
 class TypeMethods(Strict):
     numeric: str | None = None
     categorical: str | None = None
+    numeric_threshold: float | None = Field(None, description="Threshold for the numeric method.")
+    categorical_threshold: float | None = Field(None, description="Threshold for the categorical method.")
 
     @model_validator(mode="after")
     def _known(self) -> "TypeMethods":
-        _check_method(self.numeric, None, ColumnType.NUMERIC, "numeric: ")
-        _check_method(self.categorical, None, ColumnType.CATEGORICAL, "categorical: ")
+        for column_type, method, threshold in ((ColumnType.NUMERIC, self.numeric, self.numeric_threshold),
+                                               (ColumnType.CATEGORICAL, self.categorical, self.categorical_threshold)):
+            if threshold is not None and method is None:
+                raise ValueError(f"{column_type.value}_threshold needs a {column_type.value} method")
+            _check_method(method, threshold, column_type, f"{column_type.value}: ")
         return self
 
 
@@ -340,7 +345,8 @@ class ModelSpec(Strict):
             return feature.method, feature.threshold
         typed = getattr(self.drift.methods, column_type.value)
         if typed is not None:
-            return typed, feature.threshold if feature is not None else None
+            own = feature.threshold if feature is not None else None
+            return typed, own if own is not None else getattr(self.drift.methods, f"{column_type.value}_threshold")
         if self.drift.method is not None:
             return self.drift.method, self.drift.threshold
         return None, feature.threshold if feature is not None else None

@@ -161,16 +161,19 @@ def write_models(layout: Layout) -> None:
     layout.models_file.write_text(f"""\
 # The model registry of `driftline demo` (the format of the README's "Detectors" section).
 # {WINDOW_S}-second windows, detected every {INTERVAL_S} s; each model is compared with the training sample
-# uploaded from reference/<model>.csv. Every feature is tested with KS (numbers) or chi-square (categories)
-# at p < 0.001: a 200-row window of healthy traffic does not trip them by chance, the injected drift gives
-# p-values far below. (Each model's own `drift.method` then applies to its prediction column alone; the
-# default rule would pick distances, which sit near their thresholds on 200 rows.)
+# uploaded from reference/<model>.csv. Every column, the prediction too, is tested with KS (numbers) or
+# chi-square (categories) at p < 0.001: a 200-row window of healthy traffic does not trip them by chance, the
+# injected drift gives p-values far below. (The default rule would pick distances, which sit near their
+# thresholds on 200 rows.)
 defaults:
   window: {WINDOW_S}s
   schedule: {{interval: {INTERVAL_S}s}}
   label_delay: {LABEL_DELAY_S}s
   reference: {{upload: train}}
-  drift: {{min_rows: 50, target: false}}
+  drift:
+    min_rows: 50
+    target: false
+    methods: {{numeric: ks, numeric_threshold: 0.001, categorical: chisquare, categorical_threshold: 0.001}}
   quality: {{max_missing_share: 0.05}}
 models:
   - name: {CLASSIFIER}          # drifts half-way through; its accuracy drops once the labels arrive
@@ -178,31 +181,28 @@ models:
     owner: team-retention
     positive_label: "1"
     features:
-      tenure_months: {{type: numeric, method: ks, threshold: 0.001}}
-      monthly_charges: {{type: numeric, method: ks, threshold: 0.001}}
-      contract: {{type: categorical, method: chisquare, threshold: 0.001}}
-      support_calls: {{type: numeric, method: ks, threshold: 0.001}}
-    drift: {{method: chisquare, threshold: 0.001}}
+      tenure_months: numeric
+      monthly_charges: numeric
+      contract: categorical
+      support_calls: numeric
     performance: {{metrics: [accuracy, roc_auc], max_drop: 0.1, min_rows: 50}}
   - name: {REGRESSOR}              # stays healthy all along
     task: regression
     owner: team-logistics
     features:
-      distance_km: {{type: numeric, method: ks, threshold: 0.001}}
-      items: {{type: numeric, method: ks, threshold: 0.001}}
-      hour_of_day: {{type: numeric, method: ks, threshold: 0.001}}
-      region: {{type: categorical, method: chisquare, threshold: 0.001}}
-    drift: {{method: ks, threshold: 0.001}}
+      distance_km: numeric
+      items: numeric
+      hour_of_day: numeric
+      region: categorical
     performance: {{metrics: [mae, rmse], max_drop: 0.3, min_rows: 50}}
   - name: {BROKEN}              # a feature pipeline breaks half-way through: missing values
     task: binary_classification
     owner: team-risk
     features:
-      amount: {{type: numeric, method: ks, threshold: 0.001}}
-      merchant_category: {{type: categorical, method: chisquare, threshold: 0.001}}
-      account_age_days: {{type: numeric, method: ks, threshold: 0.001}}
-      velocity_1h: {{type: numeric, method: ks, threshold: 0.001}}
-    drift: {{method: chisquare, threshold: 0.001}}
+      amount: numeric
+      merchant_category: categorical
+      account_age_days: numeric
+      velocity_1h: numeric
     performance: {{metrics: [accuracy], max_drop: 0.1, min_rows: 50}}
 """)
 

@@ -7,14 +7,15 @@ it can fix it without reading code.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from detectors.config import PREDICTION_COLUMN, Task, UnknownModel, load_registry
+from detectors.config import PREDICTION_COLUMN, Task, UnknownModel, load_registry, registry_from_yaml
 from detectors.summaries import ColumnType
-from driftline.yamlfile import ConfigError
+from driftline.yamlfile import ConfigError, LocatedYaml
 
 GOOD = Path(__file__).parent / "registry" / "good.yaml"
 
@@ -139,3 +140,26 @@ def test_malformed_files(tmp_path: Path, text: str, fragment: str) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_registry(tmp_path / "absent.yaml")
+
+
+def test_a_type_s_threshold_applies_to_its_columns_and_a_feature_s_own_wins() -> None:
+    doc = {"models": [{"name": "m", "task": "regression", "features": {
+        "x": "numeric", "y": {"type": "numeric", "threshold": 0.2}, "c": "categorical"},
+        "reference": {"rolling": {"offset": "7d"}},
+        "drift": {"methods": {"numeric": "ks", "numeric_threshold": 0.001, "categorical": "chisquare"}}}]}
+    model = registry_from_yaml(LocatedYaml(Path("t.yaml"), doc)).models[0]
+    assert model.method_override("x", ColumnType.NUMERIC) == ("ks", 0.001)
+    assert model.method_override("y", ColumnType.NUMERIC) == ("ks", 0.2)
+    assert model.method_override("c", ColumnType.CATEGORICAL) == ("chisquare", None)  # the method's default
+
+
+@pytest.mark.parametrize("methods, message", [
+    ({"numeric_threshold": 0.01}, "numeric_threshold needs a numeric method"),
+    ({"numeric": "ks", "numeric_threshold": 1.5}, "is a p-value and must be in (0, 1)"),
+    ({"categorical": "jensenshannon", "categorical_threshold": -1}, "is a distance and must be > 0"),
+])
+def test_bad_type_thresholds_are_refused_at_load(methods: dict[str, object], message: str) -> None:
+    doc = {"models": [{"name": "m", "task": "regression", "features": {"x": "numeric", "c": "categorical"},
+                       "reference": {"rolling": {"offset": "7d"}}, "drift": {"methods": methods}}]}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        registry_from_yaml(LocatedYaml(Path("t.yaml"), doc))
