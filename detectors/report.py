@@ -1,9 +1,8 @@
 """`driftline report`: Evidently's HTML drift report for a model and window, for ML owners.
 
 Evidently needs the rows in pandas, so the report works on a bounded,
-deterministic sample of each side (rows ordered by a hash of the row, the
-first `sample_rows` kept): memory is bounded however large the window is, and
-the same window always gives the same report. The verdicts Driftline stores
+deterministic sample of each side (`detectors/sample.py`): the same window
+always gives the same report. The verdicts Driftline stores
 come from the full window (`drift_results`); the report is for looking.
 """
 
@@ -13,42 +12,13 @@ import datetime as dt
 from datetime import timedelta, timezone
 from pathlib import Path
 
-import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from detectors.aggregates import DETECTOR_SETTINGS
 from detectors.config import ModelSpec
 from detectors.schedule import last_complete_window
-from detectors.sources import (
-    ALL_ROWS,
-    Query,
-    Window,
-    columns_for,
-    production_rows,
-    reference_rows,
-)
+from detectors.sample import sample_frames
+from detectors.sources import Window
 from detectors.summaries import ColumnType
-
-MAX_SAMPLE_ROWS = 1_000_000
-
-
-def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(reference, current) samples with one column per feature, typed by the registry."""
-    if not 1 <= sample_rows <= MAX_SAMPLE_ROWS:
-        raise ValueError(f"sample_rows must be between 1 and {MAX_SAMPLE_ROWS}, got {sample_rows}")
-    frames = []
-    for side in (reference_rows, production_rows):
-        q = Query()
-        rows = side(model, window, ALL_ROWS, q, with_labels=False)
-        columns = columns_for(model, q, prediction=True, target=False)
-        select = ", ".join(f"{c.sql} AS `c{i}`" for i, c in enumerate(columns))
-        frame = client.query_df(
-            f"SELECT {select} FROM ({rows}) ORDER BY cityHash64(features, prediction) LIMIT {int(sample_rows)}",
-            parameters=q.parameters, settings=DETECTOR_SETTINGS,
-        )
-        names = [c.name for c in columns]
-        frames.append(pd.DataFrame(columns=names) if frame.empty else frame.set_axis(names, axis=1))
-    return frames[0], frames[1]
 
 
 def warm_up() -> None:
