@@ -21,13 +21,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from clickhouse_connect.driver.client import Client
 from scipy.stats import norm
 
 from detectors import estimated
 from detectors.aggregates import DETECTOR_SETTINGS
 from detectors.config import PREDICTION_COLUMN, TARGET_COLUMN, ModelSpec, Task
-from detectors.performance import is_degraded
+from detectors.performance import verdict
 from detectors.sample import sample_frames
 from detectors.sources import ALL_ROWS, Query, Segment, Window, production_rows, reference_rows
 from detectors.summaries import ColumnType
@@ -46,7 +47,7 @@ class EstimateRow:
     degraded: bool
     status: str  # ok | degraded | no_data | insufficient_data | no_calibration | no_baseline
     prediction_rows: int
-    estimated_rows: int
+    estimated_rows: int  # rows the estimate stands on: scored rows (CBPE), the window sample (DLE)
     detail: str = ""  # why there is no estimate (no_calibration)
 
 
@@ -59,6 +60,7 @@ class Fitted:
     loss_model: estimated.LossModel | None
     baseline: dict[str, float | None]
     problem: str = ""  # non-empty: no_calibration, with the reason
+    current: pd.DataFrame | None = None  # DLE: the whole window's sample, drawn with the reference's
 
 
 def _groups_sql(model: ModelSpec, rows: str, q: Query, *, labelled: bool) -> str:
@@ -109,14 +111,15 @@ def _feature_names(model: ModelSpec) -> tuple[list[str], list[str]]:
 
 
 def _fit_dle(client: Client, model: ModelSpec, window: Window) -> Fitted:
-    reference, _ = sample_frames(client, model, window, model.estimation.sample_rows, target=True)
+    reference, current = sample_frames(client, model, window, model.estimation.sample_rows, target=True)
     labelled = reference.dropna(subset=[PREDICTION_COLUMN, TARGET_COLUMN])
     if len(labelled) < max(model.estimation.min_rows, 2):
         return Fitted("dle", {}, None, {}, problem=f"the reference sample has {len(labelled)} rows with a numeric "
                                                    f"prediction and label (estimation.min_rows={model.estimation.min_rows})")
     numeric, categorical = _feature_names(model)
     loss = estimated.fit_loss_model(labelled, numeric, categorical, PREDICTION_COLUMN, TARGET_COLUMN)
-    return Fitted("dle", {}, loss, {"mae": loss.reference_mae, "rmse": loss.reference_rmse})
+    return Fitted("dle", {}, loss, {"mae": loss.reference_mae, "rmse": loss.reference_rmse},
+                  current=current.drop(columns=[TARGET_COLUMN]))
 
 
 def fit(client: Client, model: ModelSpec, window: Window) -> Fitted:
@@ -134,7 +137,10 @@ def _estimates(client: Client, model: ModelSpec, window: Window, segment: Segmen
                fitted: Fitted) -> tuple[dict[str, estimated.Estimate], int]:
     """metric -> (value, standard error), and the number of rows estimated on."""
     if fitted.loss_model is not None:
-        _, current = sample_frames(client, model, window, model.estimation.sample_rows, segment=segment)
+        if segment == ALL_ROWS and fitted.current is not None:
+            current = fitted.current
+        else:  # the segment's own sample (its reference half is drawn too, and unused)
+            _, current = sample_frames(client, model, window, model.estimation.sample_rows, segment=segment)
         scored = int(current[PREDICTION_COLUMN].notna().sum()) if len(current) else 0
         return estimated.dle_estimates(fitted.loss_model, current), scored
     q = Query()
@@ -162,18 +168,8 @@ def estimate(client: Client, model: ModelSpec, window: Window, segment: Segment,
     for metric in model.estimated_metrics:
         value, se = values.get(metric, (None, None))
         baseline = fitted.baseline.get(metric)
-        degraded = False
-        if predictions == 0:
-            status = "no_data"
-        elif fitted.problem:
-            status = "no_calibration"
-        elif scored < spec.min_rows or value is None:
-            status = "insufficient_data"
-        elif baseline is None:
-            status = "no_baseline"
-        else:
-            degraded = is_degraded(metric, value, baseline, model.performance.max_drop)
-            status = "degraded" if degraded else "ok"
+        status, degraded = verdict(metric, value, baseline, model.performance.max_drop, predictions=predictions,
+                                   enough=scored >= spec.min_rows, unusable="no_calibration" if fitted.problem else "")
         if status in ("no_data", "no_calibration", "insufficient_data"):
             value = se = None
         lo = hi = None

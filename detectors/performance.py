@@ -133,6 +133,22 @@ def is_degraded(metric: str, value: float, baseline: float, max_drop: float) -> 
     return baseline - value > max_drop
 
 
+def verdict(metric: str, value: float | None, baseline: float | None, max_drop: float, *, predictions: int,
+            enough: bool, unusable: str = "") -> tuple[str, bool]:
+    """(status, degraded) of one metric: no_data, `unusable` (a status naming why not), insufficient_data,
+    no_baseline, then degraded or ok by `is_degraded`; only a verdict is ever degraded."""
+    if predictions == 0:
+        return "no_data", False
+    if unusable:
+        return unusable, False
+    if not enough or value is None:
+        return "insufficient_data", False
+    if baseline is None:
+        return "no_baseline", False
+    degraded = is_degraded(metric, value, baseline, max_drop)
+    return ("degraded" if degraded else "ok"), degraded
+
+
 def _div(a: float, b: float) -> float | None:
     return a / b if b else None
 
@@ -202,15 +218,7 @@ def compute(client: Client, model: ModelSpec, sides: str, q: Query) -> list[Perf
         value, lo, hi = cur_metrics.get(metric, (None, None, None))
         baseline = ref_metrics.get(metric, (None, None, None))[0]
         labelled, predictions = int(cur["labelled"]), int(cur["rows"])
-        degraded = False
-        if predictions == 0:
-            status = "no_data"
-        elif labelled < spec.min_rows or value is None:
-            status = "insufficient_data"
-        elif baseline is None:
-            status = "no_baseline"
-        else:
-            degraded = is_degraded(metric, value, baseline, spec.max_drop)
-            status = "degraded" if degraded else "ok"
+        status, degraded = verdict(metric, value, baseline, spec.max_drop, predictions=predictions,
+                                   enough=labelled >= spec.min_rows)
         rows.append(PerformanceRow(metric, value, baseline, lo, hi, spec.max_drop, degraded, status, labelled, predictions))
     return rows
