@@ -205,3 +205,52 @@ def test_dle_follows_realized_error_of_a_regressor(store, tmp_path: Path) -> Non
             assert r["method"] == "dle" and r["source"] == "realized"
             assert abs(r["estimated"] - r["realized"]) <= TOLERANCE_DLE * r["realized"], (w, metric, r)
     assert rows[(5, "mae")]["estimated"] > 1.5 * rows[(0, "mae")]["estimated"]  # the growth is seen before labels
+
+
+def multiclass_rows(rng: np.random.Generator, n: int, sd: float) -> pd.DataFrame:
+    x = rng.normal(0, sd, n)
+    logits = np.stack([2 * x, np.zeros(n), -2 * x], axis=1)
+    truth = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = (rng.random(n)[:, None] > truth.cumsum(axis=1)).sum(axis=1)
+    model = np.exp(0.6 * logits) / np.exp(0.6 * logits).sum(axis=1, keepdims=True)  # under-confident
+    shop = rng.choice(["north", "south"], n)
+    return pd.DataFrame({"x": x, "shop": shop, "y": y, "pred": model.argmax(axis=1),
+                         **{f"p{k}": model[:, k] for k in range(3)}})
+
+
+def test_cbpe_multiclass_accuracy_follows_realized_per_segment(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(12)
+    name = f"est-multi-{uuid.uuid4().hex[:6]}"
+    classes = ["low", "mid", "high"]
+    model = spec(name, "multiclass_classification", features={"x": "numeric", "shop": "categorical"},
+                 segments=["shop"])
+    reference = multiclass_rows(rng, 4 * REFERENCE_ROWS, 2.0)  # calibrates three classes: a larger sample
+    pd.DataFrame({"x": reference["x"], "shop": reference["shop"], "prediction": [classes[k] for k in reference["pred"]],
+                  "label": [classes[k] for k in reference["y"]],
+                  **{f"proba_{c}": reference[f"p{k}"] for k, c in enumerate(classes)}}).to_csv(tmp_path / "ref.csv",
+                                                                                              index=False)
+    upload(store, model, "train", tmp_path / "ref.csv", show_progress=False)
+    windows = [multiclass_rows(rng, 2000, sd) for sd in (2.0, 2.0, 2.0, 0.3, 0.3, 0.3)]
+    predictions, labels = [], []
+    for window, frame in zip(WINDOWS, windows, strict=True):
+        step = (window.end - window.start) / (len(frame) + 1)
+        for i, row in enumerate(frame.itertuples(index=False)):
+            ts, event_id = window.start + step * (i + 1), f"{name}-{window.start.hour}-{i}"
+            predictions.append(encode_event(PredictionEvent(
+                event_id=event_id, model=name, model_version="1", ts=ts, features={"x": row.x, "shop": row.shop},
+                prediction=classes[row.pred], proba={c: float(getattr(row, f"p{k}")) for k, c in enumerate(classes)})))
+            labels.append(encode_event(LabelEvent(event_id=event_id, model=name, ts=ts, label=classes[row.y])))
+    assert write_events(store, EventKind.PREDICTION, predictions, source=f"est-{name}")[1] == 0
+    for window in WINDOWS:
+        assert run_stage(store, model, window, "drift").status == "ok"
+    assert write_events(store, EventKind.LABEL, labels, source=f"est-{name}-labels")[1] == 0
+    for window in WINDOWS:
+        assert run_stage(store, model, window, "performance").status == "ok"
+    rows = store.query("SELECT segment, window_start, estimated, realized, source FROM performance_timeline "
+                       "WHERE model = {m:String} AND metric = 'accuracy'", parameters={"m": name}).result_rows
+    assert {r[0] for r in rows} == {"", "shop=north", "shop=south"} and len(rows) == 18
+    for segment, start, estimate, realized, source in rows:
+        tolerance = TOLERANCE_REALIZED["accuracy"] * (1 if segment == "" else 1.5)  # segments hold half the rows
+        assert source == "realized" and abs(estimate - realized) <= tolerance, (segment, start, estimate, realized)
+    overall = {r[1].hour: r[2] for r in rows if r[0] == ""}
+    assert np.mean([overall[h] for h in range(3)]) - np.mean([overall[h] for h in range(3, 6)]) > 0.2
