@@ -247,11 +247,6 @@ class LossModel:
     reference_rmse: float
 
 
-ONE_THREAD = None
-"""The boosters fit and predict on one OpenMP thread: on a busy 2-core host, OpenMP's spinning threads made
-fitting two boosters on 5,000 rows take 11 s instead of 0.8 s (measured); the scheduler runs models in parallel
-anyway."""
-
 LEAF_ROWS = 100
 """Rows per leaf of the loss boosters: a loss is one noisy draw per row (a squared error is heavy-tailed), so a leaf
 averages many. Measured on seeded windows (tests/unit/test_estimated.py's case, 4 seeds): estimated RMSE within
@@ -277,7 +272,9 @@ def fit_loss_model(reference: pd.DataFrame, numeric: list[str], categorical: lis
     columns = [*numeric, *categories, prediction]
     x = loss_inputs(ref, columns, categories)
     models = []
-    with threadpool_limits(1):  # see ONE_THREAD
+    # One OpenMP thread: on a busy 2-core host OpenMP's spinning threads made fitting two boosters on 5,000 rows
+    # take 11 s instead of 0.8 s (measured); the scheduler runs models side by side anyway.
+    with threadpool_limits(1):
         for loss in (np.abs(error), error**2):
             booster = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=0,
                                                     min_samples_leaf=LEAF_ROWS)
