@@ -139,8 +139,9 @@ def _estimates(client: Client, model: ModelSpec, window: Window, segment: Segmen
     if fitted.loss_model is not None:
         if segment == ALL_ROWS and fitted.current is not None:
             current = fitted.current
-        else:  # the segment's own sample (its reference half is drawn too, and unused)
-            _, current = sample_frames(client, model, window, model.estimation.sample_rows, segment=segment)
+        else:  # the segment's own sample; the loss model was fitted on the whole reference
+            _, current = sample_frames(client, model, window, model.estimation.sample_rows, segment=segment,
+                                       reference=False)
         scored = int(current[PREDICTION_COLUMN].notna().sum()) if len(current) else 0
         return estimated.dle_estimates(fitted.loss_model, current), scored
     q = Query()

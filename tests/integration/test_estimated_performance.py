@@ -51,7 +51,7 @@ def classifier_rows(rng: np.random.Generator, n: int, sd: float) -> pd.DataFrame
     x = rng.normal(0, sd, n)
     y = (rng.random(n) < _sigmoid(2 * x)).astype(int)
     score = _sigmoid(0.8 * x + 0.4)  # monotone in the truth, miscalibrated: CBPE must calibrate it
-    return pd.DataFrame({"x": x, "y": y, "score": score, "pred": (score >= 0.5).astype(int)})
+    return pd.DataFrame({"x": x, "y": y, "score": score, "pred": (score >= 0.5).astype(int), "shop": "north"})
 
 
 def spec(name: str, task: str, **extra: object):  # type: ignore[no-untyped-def]
@@ -73,7 +73,7 @@ def send(client, name: str, windows: list[pd.DataFrame], *, regression: bool = F
             else:
                 prediction, proba, label = str(row.pred), {"1": float(row.score), "0": 1 - float(row.score)}, str(row.y)
             predictions.append(encode_event(PredictionEvent(event_id=event_id, model=name, model_version="1", ts=ts,
-                                                            features={"x": float(row.x)}, prediction=prediction,
+                                                            features={"x": float(row.x), "shop": row.shop}, prediction=prediction,
                                                             proba=proba)))
             labels.append(encode_event(LabelEvent(event_id=event_id, model=name, ts=ts + dt.timedelta(minutes=5),
                                                   label=label)))
@@ -178,7 +178,7 @@ def regression_rows(rng: np.random.Generator, n: int, sd: float) -> pd.DataFrame
     x = rng.normal(0, sd, n)
     pred = 3 * x + 10
     y = pred + rng.normal(0, 0.5 + np.abs(x), n)  # the error grows with |x|
-    return pd.DataFrame({"x": x, "y": y, "pred": pred})
+    return pd.DataFrame({"x": x, "shop": rng.choice(["north", "south"], n), "y": y, "pred": pred})
 
 
 TOLERANCE_DLE = 0.06  # relative, per window
@@ -187,7 +187,8 @@ TOLERANCE_DLE = 0.06  # relative, per window
 def test_dle_follows_realized_error_of_a_regressor(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(10)
     name = f"est-reg-{uuid.uuid4().hex[:6]}"
-    model = spec(name, "regression", estimation={"sample_rows": 5000})
+    model = spec(name, "regression", estimation={"sample_rows": 5000}, features={"x": "numeric", "shop": "categorical"},
+                 segments=["shop"])
     reference = regression_rows(rng, REFERENCE_ROWS, 2.5)
     reference.rename(columns={"y": "label", "pred": "prediction"}).to_csv(tmp_path / "ref.csv", index=False)
     upload(store, model, "train", tmp_path / "ref.csv", show_progress=False)
@@ -205,6 +206,11 @@ def test_dle_follows_realized_error_of_a_regressor(store, tmp_path: Path) -> Non
             assert r["method"] == "dle" and r["source"] == "realized"
             assert abs(r["estimated"] - r["realized"]) <= TOLERANCE_DLE * r["realized"], (w, metric, r)
     assert rows[(5, "mae")]["estimated"] > 1.5 * rows[(0, "mae")]["estimated"]  # the growth is seen before labels
+    segments = store.query("SELECT segment, window_start, estimated, realized, estimated_status FROM performance_timeline "
+                           "WHERE model = {m:String} AND metric = 'mae' AND segment != ''", parameters={"m": name})
+    assert {r[0] for r in segments.result_rows} == {"shop=north", "shop=south"} and len(segments.result_rows) == 12
+    for segment, start, estimate, realized, status in segments.result_rows:  # the loss model fitted once, per segment
+        assert status == "ok" and abs(estimate - realized) <= 1.5 * TOLERANCE_DLE * realized, (segment, start)
 
 
 def multiclass_rows(rng: np.random.Generator, n: int, sd: float) -> pd.DataFrame:
