@@ -97,6 +97,15 @@ def build() -> Board:
         WHERE {M} AND segment = '' AND value IS NOT NULL AND $__timeFilter(window_end)
         ORDER BY time
         """, ("time", "metric", "value", "baseline"))
+    b.panel("timeseries", "Performance: estimated until labels arrive, then realized", f"""
+        SELECT window_end AS time, metric, value, estimated, realized, label_coverage
+        FROM performance_timeline
+        WHERE {M} AND segment = '' AND value IS NOT NULL AND $__timeFilter(window_end)
+        ORDER BY time
+        """, ("time", "metric", "value", "estimated", "realized", "label_coverage"), width=24,
+            description="value: the realized metric once labels gave a verdict, else the estimate (CBPE for "
+                        "classifiers, DLE for regressors) computed when the window closed; label_coverage: labelled "
+                        "rows over predictions. CBPE assumes P(label | score) is as in the reference.")
     b.panel("timeseries", "Labels per window", f"""
         SELECT window_end AS time, max(labelled_rows) AS labelled, max(prediction_rows) AS predictions
         FROM performance_results FINAL

@@ -247,6 +247,31 @@ class ReferenceSpec(Strict):
         return self
 
 
+ESTIMATED_METRICS = {
+    Task.BINARY: ("roc_auc", "accuracy", "precision", "recall", "f1"),
+    Task.MULTICLASS: ("accuracy", "precision", "recall", "f1"),
+    Task.REGRESSION: ("mae", "rmse"),
+}
+
+
+class EstimationSpec(Strict):
+    """Estimated performance while labels are missing: CBPE for classifiers, direct loss estimation for regressors.
+
+    Runs with the drift stage (a window needs no labels to be estimated); the performance stage later stores
+    the realized values beside the estimates, and `performance_timeline` shows one after the other.
+    """
+
+    enabled: bool = Field(True, description="Estimate every window's performance before its labels arrive.")
+    metrics: tuple[str, ...] | None = Field(None, description="Metrics to estimate; default: all the task allows.")
+    calibration: Literal["isotonic", "none"] = Field(
+        "isotonic", description="CBPE: how the reference's labelled scores calibrate the window's scores.")
+    min_rows: int = Field(100, ge=1, description="Fewer scored rows in the window, or labelled in the reference: "
+                                                 "no estimate (`insufficient_data` / `no_calibration`).")
+    sample_rows: int = Field(20_000, ge=100, le=1_000_000,
+                             description="DLE: rows sampled from the reference (to fit) and from the window (to "
+                                         "predict); bounds memory and fitting time.")
+
+
 class ModelSpec(Strict):
     """One monitored model; `for_version` gives the spec a window of one model version is detected with."""
 
@@ -264,6 +289,7 @@ class ModelSpec(Strict):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
+    estimation: EstimationSpec = Field(default_factory=EstimationSpec)
     privacy: PrivacySpec | None = Field(
         None, description="Fields dropped or HMAC-hashed at ingest, before anything is stored (see driftline.privacy)."
     )
@@ -292,6 +318,11 @@ class ModelSpec(Strict):
             if metric not in allowed:
                 raise FieldError(("performance", "metrics", i),
                                  f"performance metric {metric!r} does not apply to {self.task.value}; use {', '.join(allowed)}")
+        for i, metric in enumerate(self.estimation.metrics or ()):
+            if metric not in ESTIMATED_METRICS[self.task]:
+                raise FieldError(("estimation", "metrics", i),
+                                 f"estimated metric {metric!r} does not apply to {self.task.value}; use "
+                                 f"{', '.join(ESTIMATED_METRICS[self.task])}")
         self._check_privacy()
         if self.drift.method is not None:
             for name, feature in self.features.items():
@@ -337,6 +368,10 @@ class ModelSpec(Strict):
         if self.task is Task.MULTICLASS:
             return ("accuracy", "precision", "recall", "f1", "log_loss")
         return CLASSIFICATION_METRICS
+
+    @property
+    def estimated_metrics(self) -> tuple[str, ...]:
+        return self.estimation.metrics or ESTIMATED_METRICS[self.task]
 
     def method_override(self, column: str, column_type: ColumnType) -> tuple[str | None, float | None]:
         """(method, threshold) configured for a column, or (None, None) for the default rule."""

@@ -110,13 +110,43 @@ def _mean_ci(mean: float | None, sd: float | None, n: int, z: float) -> tuple[fl
     return mean - half, mean + half
 
 
-def _hanley_mcneil(auc: float | None, n_pos: int, n_neg: int, z: float) -> tuple[float | None, float | None]:
-    if auc is None or n_pos == 0 or n_neg == 0:
-        return None, None
+def hanley_mcneil_se(auc: float, n_pos: float, n_neg: float) -> float | None:
+    """Standard error of an AUC over n_pos positives and n_neg negatives (Hanley & McNeil, 1982)."""
+    if n_pos <= 0 or n_neg <= 0:
+        return None
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
-    half = z * math.sqrt(max(var, 0.0))
-    return max(0.0, auc - half), min(1.0, auc + half)
+    return math.sqrt(max(var, 0.0))
+
+
+def _hanley_mcneil(auc: float | None, n_pos: int, n_neg: int, z: float) -> tuple[float | None, float | None]:
+    se = hanley_mcneil_se(auc, n_pos, n_neg) if auc is not None else None
+    if auc is None or se is None:
+        return None, None
+    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def is_degraded(metric: str, value: float, baseline: float, max_drop: float) -> bool:
+    """Higher-is-better metrics: more than `max_drop` below the baseline; error metrics: `max_drop` relatively above."""
+    if metric in LOWER_IS_BETTER:
+        return value > baseline * (1 + max_drop)
+    return baseline - value > max_drop
+
+
+def verdict(metric: str, value: float | None, baseline: float | None, max_drop: float, *, predictions: int,
+            enough: bool, unusable: str = "") -> tuple[str, bool]:
+    """(status, degraded) of one metric: no_data, `unusable` (a status naming why not), insufficient_data,
+    no_baseline, then degraded or ok by `is_degraded`; only a verdict is ever degraded."""
+    if predictions == 0:
+        return "no_data", False
+    if unusable:
+        return unusable, False
+    if not enough or value is None:
+        return "insufficient_data", False
+    if baseline is None:
+        return "no_baseline", False
+    degraded = is_degraded(metric, value, baseline, max_drop)
+    return ("degraded" if degraded else "ok"), degraded
 
 
 def _div(a: float, b: float) -> float | None:
@@ -188,18 +218,7 @@ def compute(client: Client, model: ModelSpec, sides: str, q: Query) -> list[Perf
         value, lo, hi = cur_metrics.get(metric, (None, None, None))
         baseline = ref_metrics.get(metric, (None, None, None))[0]
         labelled, predictions = int(cur["labelled"]), int(cur["rows"])
-        degraded = False
-        if predictions == 0:
-            status = "no_data"
-        elif labelled < spec.min_rows or value is None:
-            status = "insufficient_data"
-        elif baseline is None:
-            status = "no_baseline"
-        else:
-            if metric in LOWER_IS_BETTER:
-                degraded = value > baseline * (1 + spec.max_drop)
-            else:
-                degraded = baseline - value > spec.max_drop
-            status = "degraded" if degraded else "ok"
+        status, degraded = verdict(metric, value, baseline, spec.max_drop, predictions=predictions,
+                                   enough=labelled >= spec.min_rows)
         rows.append(PerformanceRow(metric, value, baseline, lo, hi, spec.max_drop, degraded, status, labelled, predictions))
     return rows

@@ -18,6 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from detectors.drift import DriftOutcome
+from detectors.estimation import EstimateRow
 from detectors.performance import PerformanceRow
 from detectors.quality import QualityRow
 from detectors.sources import TS, Window
@@ -34,6 +35,11 @@ QUALITY_COLUMNS = [
 PERFORMANCE_COLUMNS = [
     "model", "model_version", "segment", "window_start", "window_end", "metric", "value", "baseline", "ci_low",
     "ci_high", "max_drop", "degraded", "status", "labelled_rows", "prediction_rows", "run_id",
+]
+ESTIMATED_COLUMNS = [
+    "model", "model_version", "segment", "window_start", "window_end", "metric", "method", "value",
+    "sampling_error", "ci_low", "ci_high", "baseline", "max_drop", "degraded", "status", "prediction_rows",
+    "estimated_rows", "detail", "run_id",
 ]
 RUN_COLUMNS = [
     "run_id", "model", "stage", "window_start", "window_end", "trigger", "started_at", "finished_at",
@@ -78,6 +84,12 @@ def quality_rows(key: ResultKey, rows: Sequence[QualityRow]) -> list[list[Any]]:
 def performance_rows(key: ResultKey, rows: Sequence[PerformanceRow]) -> list[list[Any]]:
     return [[*key.prefix(), r.metric, r.value, r.baseline, r.ci_low, r.ci_high, r.max_drop, int(r.degraded),
              r.status, r.labelled_rows, r.prediction_rows, key.run_id] for r in rows]
+
+
+def estimated_rows(key: ResultKey, rows: Sequence[EstimateRow]) -> list[list[Any]]:
+    return [[*key.prefix(), r.metric, r.method, r.value, r.sampling_error, r.ci_low, r.ci_high, r.baseline,
+             r.max_drop, int(r.degraded), r.status, r.prediction_rows, r.estimated_rows, r.detail, key.run_id]
+            for r in rows]
 
 
 def replace_window(client: Client, table: str, columns: list[str], rows: list[list[Any]],

@@ -1,6 +1,7 @@
 """One detection: a model, a window, a stage; every segment; results written and the run recorded.
 
-Stages: `drift` computes drift and data quality (they share the same scans);
+Stages: `drift` computes drift and data quality (they share the same scans),
+then the estimated performance (CBPE/DLE, which needs no labels);
 `performance` computes the metrics once the label delay has passed. A run
 that fails is recorded with its error and status `error`; it never raises
 past `run_stage`, so one broken model cannot stop the others.
@@ -16,14 +17,16 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from detectors import aggregates, drift, performance, quality
+from detectors import aggregates, drift, estimation, performance, quality
 from detectors.config import ModelSpec
 from detectors.results import (
     DRIFT_COLUMNS,
+    ESTIMATED_COLUMNS,
     PERFORMANCE_COLUMNS,
     QUALITY_COLUMNS,
     ResultKey,
     drift_rows,
+    estimated_rows,
     performance_rows,
     quality_rows,
     record_run,
@@ -123,6 +126,17 @@ def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Se
     return outcome, checks
 
 
+def _estimate_segments(client: Client, model: ModelSpec, version: str, window: Window, segments: list[Segment],
+                       run_id: uuid.UUID) -> None:
+    """Estimated performance of every segment (no labels of the window needed), after drift and quality are stored."""
+    fitted = estimation.fit(client, model, window)
+    out: list[list[object]] = []
+    for segment in segments:
+        rows = estimation.estimate(client, model, window, segment, fitted)
+        out += estimated_rows(ResultKey(model.name, version, segment.label, window, run_id), rows)
+    replace_window(client, "estimated_performance_results", ESTIMATED_COLUMNS, out, model.name, window, run_id)
+
+
 def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, trigger: str = "manual") -> RunResult:
     """Compute and store one stage of one window; errors are recorded and returned, not raised."""
     run_id = uuid.uuid4()
@@ -149,6 +163,8 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
                         result.status = "no_data"
             replace_window(client, "drift_results", DRIFT_COLUMNS, drift_out, model.name, window, run_id)
             replace_window(client, "quality_results", QUALITY_COLUMNS, quality_out, model.name, window, run_id)
+            if model.estimation.enabled:
+                _estimate_segments(client, model, version, window, segments, run_id)
         elif stage == "performance":
             perf_out: list[list[object]] = []
             for segment in segments:

@@ -21,11 +21,12 @@ MAX_SAMPLE_ROWS = 1_000_000
 
 def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows: int, *,
                   segment: Segment = ALL_ROWS, prediction: bool = True,
-                  target: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  target: bool = False, reference: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reference, current) samples: one column per feature (typed by the registry), then prediction/target if asked.
 
     Columns are named as in results (`__prediction__`, `__target__`); a target column joins each
-    prediction to its latest label (NULL when it has none yet).
+    prediction to its latest label (NULL when it has none yet). `reference=False` skips the reference's
+    query (its frame comes back empty), for callers that already hold it.
     """
     if not 1 <= sample_rows <= MAX_SAMPLE_ROWS:
         raise ValueError(f"sample_rows must be between 1 and {MAX_SAMPLE_ROWS}, got {sample_rows}")
@@ -34,6 +35,9 @@ def sample_frames(client: Client, model: ModelSpec, window: Window, sample_rows:
         q = Query()
         rows = side(model, window, segment, q, with_labels=target)
         columns = columns_for(model, q, prediction=prediction, target=target)
+        if side is reference_rows and not reference:
+            frames.append(pd.DataFrame(columns=[c.name for c in columns]))
+            continue
         select = ", ".join(f"{c.sql} AS `c{i}`" for i, c in enumerate(columns))
         frame = client.query_df(
             f"SELECT {select} FROM ({rows}) ORDER BY cityHash64(features, prediction) LIMIT {int(sample_rows)}",

@@ -33,6 +33,9 @@ RESULT_TABLES = {
     "quality": ("quality_results", "check", ["column", "check", "value", "threshold", "failed", "status", "rows"]),
     "performance": ("performance_results", "metric", ["metric", "value", "baseline", "ci_low", "ci_high", "max_drop",
                                                       "degraded", "status", "labelled_rows", "prediction_rows"]),
+    "estimated": ("estimated_performance_results", "metric", [
+        "metric", "method", "value", "sampling_error", "ci_low", "ci_high", "baseline", "max_drop", "degraded", "status",
+        "prediction_rows", "estimated_rows", "detail"]),
 }
 
 

@@ -495,6 +495,56 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        6,
+        "estimated performance before labels arrive (CBPE, DLE), and the timeline of estimated then realized",
+        (
+            f"""CREATE TABLE IF NOT EXISTS estimated_performance_results ({RESULT_KEY}
+                metric LowCardinality(String),
+                method LowCardinality(String),
+                value Nullable(Float64),
+                sampling_error Nullable(Float64),
+                ci_low Nullable(Float64),
+                ci_high Nullable(Float64),
+                baseline Nullable(Float64),
+                max_drop Float64,
+                degraded UInt8,
+                status LowCardinality(String),
+                prediction_rows UInt64,
+                estimated_rows UInt64,
+                detail String,{RESULT_TAIL}
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, segment, window_start, window_end, metric)""",
+            # One timeline per (model, segment, window, metric): the realized value once labels gave a
+            # verdict (ok/degraded), the estimate before; label coverage says how far the labels have come.
+            """CREATE VIEW IF NOT EXISTS performance_timeline AS
+            SELECT model, segment, window_start, window_end, metric,
+                   if(r.has, r.model_version, e.model_version) AS model_version,
+                   e.value AS estimated, e.ci_low AS estimated_low, e.ci_high AS estimated_high,
+                   e.method AS method, e.status AS estimated_status,
+                   r.value AS realized, r.status AS realized_status,
+                   if(r.has, r.labelled_rows, 0) AS labelled_rows,
+                   greatest(r.prediction_rows, e.prediction_rows) AS prediction_rows,
+                   if(r.has, r.labelled_rows, 0) / greatest(r.prediction_rows, e.prediction_rows, 1) AS label_coverage,
+                   if(r.status IN ('ok', 'degraded'), r.value, e.value) AS value,
+                   if(r.status IN ('ok', 'degraded'), 'realized', if(e.value IS NULL, '', 'estimated')) AS source,
+                   if(r.status IN ('ok', 'degraded'), r.baseline, e.baseline) AS baseline,
+                   if(r.status IN ('ok', 'degraded'), r.degraded, e.degraded) AS degraded
+            FROM (SELECT model, segment, window_start, window_end, metric, model_version, value, ci_low, ci_high,
+                         method, status, prediction_rows, baseline, degraded
+                  FROM estimated_performance_results FINAL) AS e
+            FULL OUTER JOIN
+                 (SELECT model, segment, window_start, window_end, metric, model_version, value, status,
+                         labelled_rows, prediction_rows, baseline, degraded, 1 AS has
+                  FROM performance_results FINAL) AS r
+            USING (model, segment, window_start, window_end, metric)""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":

@@ -58,7 +58,7 @@ def test_health_needs_no_token_and_readiness_reports_each_dependency(api, base_s
 
 
 @pytest.mark.parametrize("path", ["/models", "/models/{a}", "/models/{a}/status", "/models/{a}/drift",
-                                  "/models/{a}/quality", "/models/{a}/performance"])
+                                  "/models/{a}/quality", "/models/{a}/performance", "/models/{a}/estimated"])
 def test_every_protected_endpoint_explains_401(api, path: str) -> None:  # type: ignore[no-untyped-def]
     client, a, _ = api
     url = path.format(a=a)

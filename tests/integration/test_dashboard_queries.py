@@ -53,6 +53,11 @@ def event(rng: random.Random, drifted: bool) -> tuple[dict[str, object], str, st
     return features, (label if right else ("0" if label == "1" else "1")), label
 
 
+def score(prediction: str) -> float:
+    """The model's probability of class 1 (derived from the prediction: the random draws stay as they were)."""
+    return 0.8 if prediction == "1" else 0.2
+
+
 @pytest.fixture(scope="module")
 def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore[no-untyped-def]
     settings = fresh_topics(base_settings).model_copy(update={"batch_max_seconds": 0.2})
@@ -69,7 +74,7 @@ def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore
     rows = []
     for _ in range(2000):
         features, prediction, label = event(rng, drifted=False)
-        rows.append({**features, "prediction": prediction, "label": label})
+        rows.append({**features, "prediction": prediction, "label": label, "proba_1": score(prediction)})
     folder = tmp_path_factory.mktemp("dash")
     pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
     upload(store, model, "train", folder / "train.csv", show_progress=False)
@@ -86,7 +91,8 @@ def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore
             for i in range(PER_WINDOW):
                 ts = window.start + dt.timedelta(seconds=(i + 0.5) * 3600 / PER_WINDOW)
                 features, prediction, label = event(rng, drifted=w >= DRIFT_FROM)
-                event_id = logger.log_prediction(name, features, prediction, ts=ts, latency_ms=rng.uniform(2, 9))
+                event_id = logger.log_prediction(name, features, prediction, ts=ts, latency_ms=rng.uniform(2, 9),
+                                                 proba={"1": score(prediction), "0": 1 - score(prediction)})
                 logger.log_label(name, event_id, label, ts=ts + dt.timedelta(minutes=2))
             for pod in ("pod-a", "pod-b"):
                 for minute in range(0, 60, 15):
@@ -168,3 +174,15 @@ def test_the_drift_the_dashboards_show_is_the_injected_one(seeded) -> None:  # t
     rows = store.query(expand(status.sql, start=windows[0].start, end=windows[-1].end, interval_s=3600,
                               variables={})).result_rows
     assert [r[1] for r in rows if r[0] == name] == ["degraded"]  # drifted and accuracy down: degraded wins
+
+
+def test_the_performance_timeline_shows_estimates_and_then_realized_values(seeded) -> None:  # type: ignore[no-untyped-def]
+    """Every window was estimated when it closed (CBPE); with all its labels in, the panel's value is the realized one."""
+    store, name, windows = seeded
+    query = next(q for q in QUERIES if q.title == "Performance: estimated until labels arrive, then realized")
+    sql = expand(query.sql, start=windows[0].start, end=windows[-1].end, interval_s=3600, variables={"model": name})
+    rows = [r for r in store.query(sql).result_rows if r[1] == "accuracy"]
+    assert len(rows) == WINDOWS
+    for _, _, value, estimated, realized, coverage in rows:
+        assert estimated is not None and 0 <= estimated <= 1
+        assert value == realized and coverage == 1.0
