@@ -18,6 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from detectors.drift import DriftOutcome
+from detectors.multivariate import MultivariateRow
 from detectors.performance import PerformanceRow
 from detectors.quality import QualityRow
 from detectors.sources import TS, Window
@@ -34,6 +35,10 @@ QUALITY_COLUMNS = [
 PERFORMANCE_COLUMNS = [
     "model", "model_version", "segment", "window_start", "window_end", "metric", "value", "baseline", "ci_low",
     "ci_high", "max_drop", "degraded", "status", "labelled_rows", "prediction_rows", "run_id",
+]
+MULTIVARIATE_COLUMNS = [
+    "model", "model_version", "segment", "window_start", "window_end", "method", "value", "lower", "upper",
+    "drifted", "status", "reference_rows", "current_rows", "sample_rows", "run_id",
 ]
 RUN_COLUMNS = [
     "run_id", "model", "stage", "window_start", "window_end", "trigger", "started_at", "finished_at",
@@ -78,6 +83,11 @@ def quality_rows(key: ResultKey, rows: Sequence[QualityRow]) -> list[list[Any]]:
 def performance_rows(key: ResultKey, rows: Sequence[PerformanceRow]) -> list[list[Any]]:
     return [[*key.prefix(), r.metric, r.value, r.baseline, r.ci_low, r.ci_high, r.max_drop, int(r.degraded),
              r.status, r.labelled_rows, r.prediction_rows, key.run_id] for r in rows]
+
+
+def multivariate_rows(key: ResultKey, rows: Sequence[MultivariateRow]) -> list[list[Any]]:
+    return [[*key.prefix(), r.method, r.value, r.lower, r.upper, int(r.drifted), r.status, r.reference_rows,
+             r.current_rows, r.sample_rows, key.run_id] for r in rows]
 
 
 def replace_window(client: Client, table: str, columns: list[str], rows: list[list[Any]],
