@@ -190,7 +190,7 @@ class Rule(Strict):
     labels: dict[Identifier, str] = Field(default_factory=dict)
 
     def thresholds(self) -> Thresholds:
-        """Feature and multivariate drift and quality are verdicts (1 bad, 0 good); the others have their own thresholds."""
+        """Feature drift, multivariate drift and quality are verdicts (1 bad, 0 good); the others have thresholds."""
         w = self.when
         if w.dataset_drift is not None:
             return Thresholds(w.dataset_drift.fire_share, w.dataset_drift.clear_share)

@@ -262,6 +262,8 @@ def _pass_of(sql: str) -> str:
         ("sumMapIf", "2 histograms"),
         ("model_version, count()", "version"),
         ("DELETE FROM", "replace_window"),
+        ("arrayDotProduct", "multivariate: PCA error of every row"),
+        ("ORDER BY cityHash64(features, prediction) LIMIT", "multivariate: samples"),
     ):
         if marker in sql:
             return name

@@ -160,7 +160,7 @@ def reconstruction_errors(z: np.ndarray, components: np.ndarray) -> np.ndarray:
 
 
 def error_sql(fit: PcaFit, q: Query) -> str:
-    """The per-row reconstruction error over aliased rows: ||z||^2 - ||Vz||^2 is the squared residual (V orthonormal)."""
+    """Per-row reconstruction error over aliased rows: ||z||^2 - ||Vz||^2 is the squared residual (V orthonormal)."""
     mean = q.param([float(v) for v in fit.mean], "Array(Float64)", "mu")
     std = q.param([float(v) for v in fit.std], "Array(Float64)", "sd")
     components = q.param([[float(v) for v in row] for row in fit.components], "Array(Array(Float64))", "pc")
@@ -190,9 +190,11 @@ def classifier_auc(reference: pd.DataFrame, current: pd.DataFrame, columns: list
         if c.type is ColumnType.NUMERIC:
             x[c.name] = pd.to_numeric(values, errors="coerce").astype(float)
         else:
-            text = values.astype("string")
+            # Plain strings with NaN for missing (the model's encoder refuses pandas' NA among strings).
+            text = values.astype(object).where(values.notna(), np.nan)
+            text = text.where(text.isna(), text.astype(str))
             top = text.value_counts().index[:MAX_CLASSIFIER_CATEGORIES]
-            x[c.name] = text.where(text.isna() | text.isin(top), OTHER).astype("category")
+            x[c.name] = pd.Categorical(text.where(text.isna() | text.isin(top), OTHER))
     if x.empty:
         return None
     y = np.r_[np.zeros(len(reference)), np.ones(len(current))]

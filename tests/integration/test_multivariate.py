@@ -48,8 +48,9 @@ def rows(rng: np.random.Generator, n: int, rho: float) -> pd.DataFrame:
     x1 = rng.normal(size=n)
     x2 = rho * x1 + np.sqrt(1 - rho ** 2) * rng.normal(size=n)
     x3 = rng.normal(size=n)
-    x3[rng.random(n) < 0.05] = np.nan  # a few missing values: imputed by the PCA, routed by the classifier
-    return pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "country": rng.choice(["de", "fr", "nl"], n, p=[0.5, 0.3, 0.2])})
+    x3[rng.random(n) < 0.05] = np.nan  # missing values: imputed by the PCA, routed by the classifier
+    country = rng.choice(["de", "fr", "nl", None], n, p=[0.5, 0.3, 0.18, 0.02])
+    return pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "country": country})
 
 
 def write_window(client, model: str, window: Window, frame: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
@@ -138,8 +139,9 @@ def test_reconstruction_error_in_sql_equals_numpy_on_the_same_rows(store, tmp_pa
     frame = store.query_df(
         f"SELECT error, c0, c1, c2, c3 FROM (SELECT *, {multivariate.error_sql(fit, q)} FROM {sides}) "
         f"WHERE side = 1", parameters=q.parameters)
-    x = np.column_stack([frame["c0"], frame["c1"], frame["c2"]] + [(frame["c3"] == c).to_numpy(dtype=float)
+    # A missing country is no category: all its indicators are 0 before standardizing (not imputed).
+    x = np.column_stack([frame["c0"], frame["c1"], frame["c2"]] + [(frame["c3"] == c).fillna(False).to_numpy(dtype=float)
                                                                     for c in ("de", "fr", "nl")]).astype(float)
     expected = multivariate.reconstruction_errors(multivariate.standardize(x, fit.mean, fit.std), fit.components)
-    assert len(frame) == 2000 and np.isnan(x[:, 2]).sum() > 50  # the missing values went through the imputation
+    assert len(frame) == 2000 and np.isnan(x[:, 2]).sum() > 50 and frame["c3"].isna().sum() > 10  # missing values
     np.testing.assert_allclose(frame["error"].to_numpy(dtype=float), expected, rtol=1e-9, atol=1e-9)
