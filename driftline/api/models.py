@@ -33,6 +33,8 @@ RESULT_TABLES = {
     "quality": ("quality_results", "check", ["column", "check", "value", "threshold", "failed", "status", "rows"]),
     "performance": ("performance_results", "metric", ["metric", "value", "baseline", "ci_low", "ci_high", "max_drop",
                                                       "degraded", "status", "labelled_rows", "prediction_rows"]),
+    "multivariate": ("multivariate_drift_results", "method", ["method", "value", "lower", "upper", "drifted", "status",
+                                                             "reference_rows", "current_rows", "sample_rows"]),
 }
 
 

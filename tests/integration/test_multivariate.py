@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
 
 from alerts.evaluate import Evaluator
 from collector.replay import write_events
@@ -24,6 +26,9 @@ from detectors.reference import upload
 from detectors.run import run_stage
 from detectors.sample import sample_frames
 from detectors.sources import ALL_ROWS, Query, Window, column_sides_sql, columns_for
+from driftline.api.app import create_app
+from driftline.api.auth import load_tokens
+from driftline.store import connect
 from driftline.contracts import EventKind, PredictionEvent, encode_event
 from driftline.yamlfile import LocatedYaml
 from tests.integration.alerting import alert_config
@@ -82,7 +87,8 @@ def setup(store, tmp_path: Path) -> ModelSpec:  # type: ignore[no-untyped-def]
     return model
 
 
-def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(  # type: ignore[no-untyped-def]
+        store, base_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = setup(store, tmp_path)
     name = model.name
     config = alert_config(name, channels={f"mail-{name}": {"type": "email", "to": ["o@example.com"],
@@ -122,6 +128,18 @@ def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(
     events = store.query("SELECT rule, event, toHour(window_end) FROM alert_events WHERE model = {m:String} "
                          "AND event IN ('fired', 'resolved') ORDER BY at", parameters={"m": name}).result_rows
     assert events == [("joint", "fired", 10)]  # fired on the drifted window; the small one holds it
+
+    # The API serves the same rows to ML owners.
+    (tmp_path / "tokens.yaml").write_text("tokens:\n  - {name: reader, env: TEST_MV_TOKEN, scopes: [read]}\n")
+    monkeypatch.setenv("TEST_MV_TOKEN", "mv-reader-token-0123456789")
+    api = TestClient(create_app(registry(name), load_tokens(tmp_path / "tokens.yaml"), lambda: connect(base_settings)))
+    page = api.get(f"/models/{name}/multivariate", headers={"Authorization": "Bearer mv-reader-token-0123456789"},
+                   params={"start": CONTROL.start.isoformat(), "end": SMALL.end.isoformat()})
+    assert page.status_code == 200, page.text
+    served = [(r["method"], r["status"]) for r in page.json()["items"]]
+    assert served == [("domain_classifier", "ok"), ("pca_reconstruction", "ok"), ("domain_classifier", "drifted"),
+                      ("pca_reconstruction", "drifted"), ("domain_classifier", "insufficient_data"),
+                      ("pca_reconstruction", "insufficient_data")]
 
     # Recomputing a window gives the same verdicts and values (seeded sample, folds and model).
     again = run_stage(store, model, DRIFTED, "drift")
