@@ -28,7 +28,9 @@ Steps, in one run:
    reports the wall time and `ru_maxrss` (peak RSS, chDB included since it runs
    in-process). Every statement the detector sends is timed (the client's
    query, command and insert are wrapped here) and listed by pass, with the
-   RSS and peak RSS after each, so a slow or memory-hungry pass shows. The
+   RSS and peak RSS after each, so a slow or memory-hungry pass shows
+   (multivariate drift: its two samples and the PCA error pass; the
+   classifier runs in Python, between statements). The
    1-minute load average is printed too: other work on the machine skews the
    clock.
 3. Evidently (timed, skipped with --skip-evidently): both days are pulled into
@@ -272,7 +274,7 @@ def _pass_of(sql: str) -> str:
 
 def _trace(client: Any, log: list[dict[str, Any]]) -> None:
     """Time every query, command and insert the detector sends, with the process's peak RSS after it."""
-    for attr in ("query", "command", "insert"):
+    for attr in ("query", "query_df", "command", "insert"):
         original = getattr(client, attr)
 
         def wrapper(*args: Any, _original: Any = original, _attr: str = attr, **kwargs: Any) -> Any:

@@ -163,10 +163,12 @@ def error_sql(fit: PcaFit, q: Query) -> str:
     """Per-row reconstruction error over aliased rows: ||z||^2 - ||Vz||^2 is the squared residual (V orthonormal)."""
     mean = q.param([float(v) for v in fit.mean], "Array(Float64)", "mu")
     std = q.param([float(v) for v in fit.std], "Array(Float64)", "sd")
-    components = q.param([[float(v) for v in row] for row in fit.components], "Array(Array(Float64))", "pc")
+    # One parameter per component: a lambda over an array of components copied the matrix into every row
+    # (measured on 2 x 1M rows, 22 inputs, 10 components: 6.1 s that way, 2.6 s this way).
+    projected = " + ".join(f"pow(arrayDotProduct({q.param([float(v) for v in row], 'Array(Float64)', 'pc')}, z), 2)"
+                           for row in fit.components)
     z = f"arrayMap((x, m, s) -> ifNull((x - m) / s, 0.), [{', '.join(fit.sql)}], {mean}, {std})"
-    return (f"sqrt(greatest(0., arraySum(arrayMap(v -> v * v, z)) "
-            f"- arraySum(arrayMap(c -> pow(arrayDotProduct(c, z), 2), {components})))) AS error, {z} AS z")
+    return f"sqrt(greatest(0., arraySum(arrayMap(v -> v * v, z)) - ({projected}))) AS error, {z} AS z"
 
 
 def pca_band(reference_mean: float, reference_std: float, current_rows: int, sigmas: float, min_change: float) -> Band:
