@@ -163,3 +163,18 @@ def test_reconstruction_error_in_sql_equals_numpy_on_the_same_rows(store, tmp_pa
     expected = multivariate.reconstruction_errors(multivariate.standardize(x, fit.mean, fit.std), fit.components)
     assert len(frame) == 2000 and np.isnan(x[:, 2]).sum() > 50 and frame["c3"].isna().sum() > 10  # missing values
     np.testing.assert_allclose(frame["error"].to_numpy(dtype=float), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_no_reference_gives_no_verdict_and_disabling_clears_the_window(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = f"mv-{uuid.uuid4().hex[:6]}"
+    model = registry(name).models[0]
+    write_window(store, name, CONTROL, rows(np.random.default_rng(3), 600, 0.9))
+    assert run_stage(store, model, CONTROL, "drift").status == "ok"  # the upload `train` was never made
+    got = results(store, name)
+    assert {(m, r["status"], r["value"], r["drifted"]) for (_, m), r in got.items()} == {
+        ("pca_reconstruction", "no_reference", None, 0), ("domain_classifier", "no_reference", None, 0)}
+    assert got[("8", "pca_reconstruction")]["current_rows"] == 600
+    # Turned off: a recompute leaves the window without multivariate rows rather than stale ones.
+    off = model.model_copy(update={"multivariate": model.multivariate.model_copy(update={"enabled": False})})
+    assert run_stage(store, off, CONTROL, "drift").status == "ok"
+    assert results(store, name) == {}
