@@ -95,10 +95,11 @@ def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(
                                                             "attach_report": False}},
                           rules=[{"name": "joint", "for": 1, "clear_for": 1, "when": {"multivariate_drift": {}}}])
     evaluator = Evaluator(store, registry(name), config)
+    subjects = []
     for window in (CONTROL, DRIFTED, SMALL):
         result = run_stage(store, model, window, "drift")
         assert result.status == "ok", result.error
-        evaluator.evaluate(name, now=window.end + dt.timedelta(minutes=1))
+        subjects += [d.subject for d in evaluator.evaluate(name, now=window.end + dt.timedelta(minutes=1)).queued]
         if window != SMALL:
             assert result.drifted_columns == [] and not result.dataset_drifted  # univariate: quiet
         assert result.multivariate_drifted == (list(multivariate.METHODS) if window == DRIFTED else [])
@@ -128,6 +129,8 @@ def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(
     events = store.query("SELECT rule, event, toHour(window_end) FROM alert_events WHERE model = {m:String} "
                          "AND event IN ('fired', 'resolved') ORDER BY at", parameters={"m": name}).result_rows
     assert events == [("joint", "fired", 10)]  # fired on the drifted window; the small one holds it
+    assert len(subjects) == 1 and "joint distribution drifted: domain classifier 0.9" in subjects[0], subjects
+    assert "pca reconstruction" in subjects[0]
 
     # The API serves the same rows to ML owners.
     (tmp_path / "tokens.yaml").write_text("tokens:\n  - {name: reader, env: TEST_MV_TOKEN, scopes: [read]}\n")
