@@ -80,7 +80,9 @@ def describe(n: Notice) -> str:
                 f"threshold {_fmt(d.get('threshold'))})")
     if r.kind == "multivariate_drift":
         methods = d.get("methods") or {}
-        moved = [f"{m.replace('_', ' ')} {_fmt(v.get('value'))} (threshold {_fmt(v.get('threshold'))})"
+        moved = [f"{m.replace('_', ' ')} {_fmt(v.get('value'))} "
+                 + (f"(band {_fmt(v['lower'])} to {_fmt(v.get('upper'))})" if v.get("lower") is not None
+                    else f"(threshold {_fmt(v.get('upper'))})")
                  for m, v in sorted(methods.items()) if v.get("status") == "drifted"]
         return f"{r.rule}: the features' joint distribution drifted: {', '.join(moved) or 'see the dashboard'}"
     if r.kind == "performance_drop":

@@ -80,14 +80,14 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
         method = rule.when.multivariate_drift.method
         rows = client.query(
             f"SELECT window_start, window_end, any(model_version), maxIf(drifted, status IN {{judged:Array(String)}}), "
-            f"countIf(status IN {{judged:Array(String)}}), groupArray((method, status, value, upper)) "
+            f"countIf(status IN {{judged:Array(String)}}), groupArray((method, status, value, lower, upper)) "
             f"FROM multivariate_drift_results FINAL WHERE model = {{m:String}} AND segment = '' "
             f"AND ({{method:String}} = 'any' OR method = {{method:String}}) AND window_end > {{since:{TS}}} "
             f"GROUP BY window_start, window_end ORDER BY window_start",
             parameters={**base, "judged": list(JUDGED), "method": method}).result_rows
         return [Observation(_window(s, e), v, "", float(drifted) if judged else None,
-                            {"methods": {m: {"status": st, "value": value, "threshold": upper}
-                                         for m, st, value, upper in methods}})
+                            {"methods": {m: {"status": st, "value": value, "lower": lower, "upper": upper}
+                                         for m, st, value, lower, upper in methods}})
                 for s, e, v, drifted, judged, methods in rows]
     if kind == "performance_drop":
         assert rule.when.performance_drop is not None

@@ -130,7 +130,7 @@ def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(
                          "AND event IN ('fired', 'resolved') ORDER BY at", parameters={"m": name}).result_rows
     assert events == [("joint", "fired", 10)]  # fired on the drifted window; the small one holds it
     assert len(subjects) == 1 and "joint distribution drifted: domain classifier 0.9" in subjects[0], subjects
-    assert "pca reconstruction" in subjects[0]
+    assert "(threshold 0.6), pca reconstruction 1." in subjects[0] and "(band 0." in subjects[0]
 
     # The API serves the same rows to ML owners.
     (tmp_path / "tokens.yaml").write_text("tokens:\n  - {name: reader, env: TEST_MV_TOKEN, scopes: [read]}\n")
