@@ -9,7 +9,8 @@ classifier costs seconds per call, and segments would multiply it):
   fitted on a bounded sample of the reference (`detectors.sample`), keeping the
   components that explain `pca_variance` of its variance. Every row of both
   sides is standardized with the reference sample's mean and standard
-  deviation (a missing number becomes 0, the mean), projected and
+  deviation after mean imputation (a missing number becomes 0, the mean;
+  the same steps as NannyML's, whose errors these equal), projected and
   reconstructed inside ClickHouse; its error is the Euclidean distance
   between the standardized row and its reconstruction. A relationship the
   reference had and the window lost cannot be reconstructed, so the mean
@@ -133,9 +134,14 @@ def fit_pca(inputs: list[Encoded], variance: float) -> PcaFit | None:
     """
     kept = []
     for e in inputs:
-        finite = e.values[np.isfinite(e.values)]
-        if len(finite) > 1 and float(np.std(finite)) > 0:
-            kept.append((e, float(np.mean(finite)), float(np.std(finite))))
+        finite = np.isfinite(e.values)
+        if finite.sum() < 2:
+            continue
+        mean = float(np.mean(e.values[finite]))
+        # The spread after mean imputation, as NannyML scales (imputer, then scaler): the errors then agree with it.
+        std = float(np.std(np.where(finite, e.values, mean)))
+        if std > 0:
+            kept.append((e, mean, std))
     if len(kept) < 2:
         return None
     mean = np.array([m for _, m, _ in kept])

@@ -117,3 +117,31 @@ def test_alert_condition_parses_and_is_a_verdict() -> None:
     config = AlertConfig.model_validate({"channels": {"mail": {"type": "email", "to": ["o@example.com"]}},
                                          "inhibit": [{"source": "quality", "target": "multivariate_drift"}]})
     assert config.inhibit[0].target == "multivariate_drift"
+
+
+def test_reconstruction_error_agrees_with_nannyml_on_numeric_features() -> None:
+    """NannyML's data reconstruction drift (mean imputation, scaling, PCA at 0.65) is the reference for the error.
+
+    Numeric features only: NannyML encodes categories its own way. Its thresholds differ by design (chunks of the
+    reference), so only the error is compared; the band is tested above.
+    """
+    import nannyml as nml  # heavy: imported by this test only
+
+    rng = np.random.default_rng(5)
+
+    def frame(n: int, rho: float) -> pd.DataFrame:
+        x1, x2 = _correlated(rng, n, rho)
+        x3 = rng.normal(2, 3, n)
+        x3[rng.random(n) < 0.05] = np.nan
+        return pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "x4": rng.exponential(size=n)})
+
+    features = ["x1", "x2", "x3", "x4"]
+    reference = frame(3000, 0.9)
+    calc = nml.DataReconstructionDriftCalculator(column_names=features, chunk_number=1).fit(reference)
+    fit = fit_pca([Encoded(f, "", reference[f].to_numpy()) for f in features], 0.65)
+    assert fit is not None
+    for rho in (0.9, -0.9):
+        current = frame(2000, rho)
+        theirs = calc.calculate(current).filter(period="analysis").to_df()[("reconstruction_error", "value")].iloc[0]
+        ours = reconstruction_errors(standardize(current[features].to_numpy(), fit.mean, fit.std), fit.components)
+        assert ours.mean() == pytest.approx(theirs, rel=1e-9)
