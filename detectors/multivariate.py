@@ -22,7 +22,9 @@ classifier costs seconds per call, and segments would multiply it):
   m +/- max(pca_sigmas * s / sqrt(n), pca_min_change * m). Under no drift the
   window's mean error has standard error s / sqrt(n) (rows independent), which
   is what chunk means of the reference would estimate too, only noisier; the
-  floor keeps a negligible change on a huge window from counting as drift.
+  floor keeps a negligible change on a huge window from counting as drift
+  (and absorbs some of the correlation in time that a production-range
+  reference has and the independence assumption ignores).
   Categorical features enter as indicators of their most frequent reference
   categories (at most `TOP_CATEGORIES`, each at least `MIN_CATEGORY_SHARE` of
   the sample), standardized like numbers; a missing category is all zeros
@@ -34,10 +36,10 @@ classifier costs seconds per call, and segments would multiply it):
   the AUC reaches `classifier_auc_threshold` (0.6 by default: with the default
   `min_rows` of 500 per side, the AUC of two samples of one distribution was
   0.50 +/- 0.012 (sd over 8 seeds), so 0.6 is far outside chance; at 100 rows
-  per side the sd was 0.05 and 0.6 only 2 sd away, hence the 500). Missing numbers stay NaN (the
-  model routes them), categories are categories (the most frequent
-  `MAX_CLASSIFIER_CATEGORIES`, the rest pooled). Folds and the model are
-  seeded: a window always gets the same verdict.
+  per side the sd was 0.05 and 0.6 only 2 sd away, hence the 500). Missing
+  numbers stay NaN (the model routes them), categories are categories (the
+  most frequent `MAX_CLASSIFIER_CATEGORIES`, the rest pooled). Folds and the
+  model are seeded: a window always gets the same verdict.
 """
 
 from __future__ import annotations
