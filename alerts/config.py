@@ -108,6 +108,12 @@ class FeatureDrift(Strict):
     features: tuple[Identifier, ...] = Field(min_length=1)
 
 
+class MultivariateDrift(Strict):
+    """Drift of the features' joint distribution: fires on the method named, or on either (`any`)."""
+
+    method: Literal["any", "pca_reconstruction", "domain_classifier"] = "any"
+
+
 class PerformanceDrop(Strict):
     metric: str
     fire_drop: float = Field(0.05, ge=0)
@@ -149,6 +155,7 @@ class Condition(Strict):
 
     dataset_drift: DatasetDrift | None = None
     feature_drift: FeatureDrift | None = None
+    multivariate_drift: MultivariateDrift | None = None
     performance_drop: PerformanceDrop | None = None
     quality: Quality | None = None
     infra: Infra | None = None
@@ -158,7 +165,7 @@ class Condition(Strict):
         given = [k for k, v in self.__dict__.items() if v is not None]
         if len(given) != 1:
             raise ValueError(f"a rule has exactly one condition (got {', '.join(given) or 'none'}); "
-                             "use dataset_drift, feature_drift, performance_drop, quality or infra")
+                             "use dataset_drift, feature_drift, multivariate_drift, performance_drop, quality or infra")
         if self.dataset_drift is not None:
             Thresholds(self.dataset_drift.fire_share, self.dataset_drift.clear_share)
         if self.performance_drop is not None:
@@ -183,7 +190,7 @@ class Rule(Strict):
     labels: dict[Identifier, str] = Field(default_factory=dict)
 
     def thresholds(self) -> Thresholds:
-        """Feature drift and quality are verdicts (1 bad, 0 good); the others have their own thresholds."""
+        """Feature drift, multivariate drift and quality are verdicts (1 bad, 0 good); the others have thresholds."""
         w = self.when
         if w.dataset_drift is not None:
             return Thresholds(w.dataset_drift.fire_share, w.dataset_drift.clear_share)
@@ -194,7 +201,7 @@ class Rule(Strict):
         return Thresholds(1.0, 1.0)
 
 
-KINDS = ("dataset_drift", "feature_drift", "performance_drop", "quality", "infra")
+KINDS = ("dataset_drift", "feature_drift", "multivariate_drift", "performance_drop", "quality", "infra")
 
 
 class AlertConfig(Strict):

@@ -7,7 +7,8 @@ email for every feature it broke. The defaults here, always within one model:
 - a dataset-level drift alert inhibits the model's per-feature drift alerts;
 - a data-quality alert (missing values, out-of-range values, unseen
   categories, dead letters, volume, which covers no data and ingestion
-  trouble) inhibits the model's dataset and feature drift alerts.
+  trouble) inhibits the model's dataset, feature and multivariate drift
+  alerts (missing values change the joint distribution too).
 
 `alerts.yaml` can replace them (`inhibit:` as a list of source/target kinds)
 or turn them off (`inhibit: []`). An alert never inhibits itself.
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-Kind = str  # a condition kind: dataset_drift, feature_drift, performance_drop, quality, infra
+Kind = str  # a condition kind: dataset_drift, feature_drift, multivariate_drift, performance_drop, quality, infra
 
 
 class InhibitRule(BaseModel):
@@ -33,6 +34,7 @@ DEFAULT_INHIBIT = (
     InhibitRule(source="dataset_drift", target="feature_drift"),
     InhibitRule(source="quality", target="dataset_drift"),
     InhibitRule(source="quality", target="feature_drift"),
+    InhibitRule(source="quality", target="multivariate_drift"),
 )
 
 

@@ -26,7 +26,8 @@ from driftline.api.links import DEFAULT_LIFETIME, report_url
 
 MODEL_DASHBOARD_UID = "driftline-model"
 REASONS = {"dataset_drift": "dataset_drift", "feature_drift": "feature_drift", "performance_drop": "performance_drop",
-           "quality": "data_quality", "infra": "data_quality"}
+           "quality": "data_quality", "infra": "data_quality",
+           "multivariate_drift": "dataset_drift"}  # the retrain payload's reasons (a stable schema): drift of the data
 
 
 @dataclass
@@ -77,6 +78,13 @@ def describe(n: Notice) -> str:
     if r.kind == "feature_drift":
         return (f"{r.rule}: feature {r.subject} drifted ({d.get('method')} {_fmt(d.get('score'))}, "
                 f"threshold {_fmt(d.get('threshold'))})")
+    if r.kind == "multivariate_drift":
+        methods = d.get("methods") or {}
+        moved = [f"{m.replace('_', ' ')} {_fmt(v.get('value'))} "
+                 + (f"(band {_fmt(v['lower'])} to {_fmt(v.get('upper'))})" if v.get("lower") is not None
+                    else f"(threshold {_fmt(v.get('upper'))})")
+                 for m, v in sorted(methods.items()) if v.get("status") == "drifted"]
+        return f"{r.rule}: the features' joint distribution drifted: {', '.join(moved) or 'see the dashboard'}"
     if r.kind == "performance_drop":
         return (f"{r.rule}: {r.subject} {_fmt(d.get('value'))} against baseline {_fmt(d.get('baseline'))} "
                 f"(drop {_fmt(n.value)}, {d.get('labelled_rows', 0)} labels)")

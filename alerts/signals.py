@@ -7,6 +7,9 @@ few rows, no reference): the lifecycle holds the alert as it is.
 - dataset_drift: the share of drifted features (the `__dataset__` row);
 - feature_drift: 1.0 when the feature drifted in that window, else 0.0, one
   subject per feature;
+- multivariate_drift: 1.0 when the rule's method (or, with `any`, either
+  method) drifted in that window, else 0.0; None when no method gave a
+  verdict (too few rows, no reference);
 - performance_drop: how far the metric fell below its reference baseline
   (absolute for scores, relative for errors, as the detector judges it);
   windows still waiting for labels stop the series, so a verdict is never
@@ -72,6 +75,20 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
                             {"status": status, "method": method, "score": score, "threshold": threshold,
                              "p_value": p_value})
                 for s, e, v, col, drifted, status, method, score, threshold, p_value in rows]
+    if kind == "multivariate_drift":
+        assert rule.when.multivariate_drift is not None
+        method = rule.when.multivariate_drift.method
+        rows = client.query(
+            f"SELECT window_start, window_end, any(model_version), maxIf(drifted, status IN {{judged:Array(String)}}), "
+            f"countIf(status IN {{judged:Array(String)}}), groupArray((method, status, value, lower, upper)) "
+            f"FROM multivariate_drift_results FINAL WHERE model = {{m:String}} AND segment = '' "
+            f"AND ({{method:String}} = 'any' OR method = {{method:String}}) AND window_end > {{since:{TS}}} "
+            f"GROUP BY window_start, window_end ORDER BY window_start",
+            parameters={**base, "judged": list(JUDGED), "method": method}).result_rows
+        return [Observation(_window(s, e), v, "", float(drifted) if judged else None,
+                            {"methods": {m: {"status": st, "value": value, "lower": lower, "upper": upper}
+                                         for m, st, value, lower, upper in methods}})
+                for s, e, v, drifted, judged, methods in rows]
     if kind == "performance_drop":
         assert rule.when.performance_drop is not None
         metric = rule.when.performance_drop.metric

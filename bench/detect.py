@@ -3,6 +3,7 @@
     python bench/detect.py [--rows 1000000] [--seed 7] [--skip-evidently] [--keep]
     python bench/detect.py --rows 10000000 --skip-evidently
     python bench/detect.py --skip-evidently --numeric-method ks --exact-max-rows 100000000   # exact KS, every value
+    python bench/detect.py --skip-evidently --multivariate    # multivariate drift too (off by default)
 
 One model (`bench`), 20 numeric features (f0..f19) and 2 categorical ones
 (c0, c1); a reference day (2026-01-01) and a current day (2026-01-02) of
@@ -28,7 +29,9 @@ Steps, in one run:
    reports the wall time and `ru_maxrss` (peak RSS, chDB included since it runs
    in-process). Every statement the detector sends is timed (the client's
    query, command and insert are wrapped here) and listed by pass, with the
-   RSS and peak RSS after each, so a slow or memory-hungry pass shows. The
+   RSS and peak RSS after each, so a slow or memory-hungry pass shows
+   (multivariate drift: its two samples and the PCA error pass; the
+   classifier runs in Python, between statements). The
    1-minute load average is printed too: other work on the machine skews the
    clock.
 3. Evidently (timed, skipped with --skip-evidently): both days are pulled into
@@ -87,8 +90,12 @@ INJECTED = {"f0", "f1", "f2", "f3", "f4", "f5", "f6", "c0"}
 
 VARIANT = "Variant(Float64, String)"
 
-def registry_yaml(numeric_method: str | None = None, exact_max_rows: int | None = None) -> str:
-    """The bench model; `numeric_method`/`exact_max_rows` override the defaults (e.g. exact KS on every row)."""
+def registry_yaml(numeric_method: str | None = None, exact_max_rows: int | None = None,
+                  multivariate: bool = False) -> str:
+    """The bench model; `numeric_method`/`exact_max_rows` override the defaults (e.g. exact KS on every row).
+
+    Multivariate drift is off unless asked for: Evidently's preset, the comparison here, has none.
+    """
     drift = ["prediction: false", "target: false"]
     if numeric_method:
         drift.append(f"methods: {{numeric: {numeric_method}}}")
@@ -104,6 +111,7 @@ models:
       range: {{start: {REFERENCE_START:%Y-%m-%dT%H:%M:%SZ}, end: {(REFERENCE_START + DAY):%Y-%m-%dT%H:%M:%SZ}}}
     window: 1d
     drift: {{{", ".join(drift)}}}
+    multivariate: {{enabled: {str(multivariate).lower()}}}
 """
 
 
@@ -133,11 +141,12 @@ def open_store(store: Path) -> Any:
     return client
 
 
-def load_model(store: Path, numeric_method: str | None = None, exact_max_rows: int | None = None) -> Any:
+def load_model(store: Path, numeric_method: str | None = None, exact_max_rows: int | None = None,
+               multivariate: bool = False) -> Any:
     from detectors.config import load_registry
 
     path = store.parent / "models.yaml"
-    path.write_text(registry_yaml(numeric_method, exact_max_rows))
+    path.write_text(registry_yaml(numeric_method, exact_max_rows, multivariate))
     return load_registry(path).get(MODEL)
 
 
@@ -262,6 +271,8 @@ def _pass_of(sql: str) -> str:
         ("sumMapIf", "2 histograms"),
         ("model_version, count()", "version"),
         ("DELETE FROM", "replace_window"),
+        ("arrayDotProduct", "multivariate: PCA error of every row"),
+        ("ORDER BY cityHash64(features, prediction) LIMIT", "multivariate: samples"),
     ):
         if marker in sql:
             return name
@@ -270,7 +281,7 @@ def _pass_of(sql: str) -> str:
 
 def _trace(client: Any, log: list[dict[str, Any]]) -> None:
     """Time every query, command and insert the detector sends, with the process's peak RSS after it."""
-    for attr in ("query", "command", "insert"):
+    for attr in ("query", "query_df", "command", "insert"):
         original = getattr(client, attr)
 
         def wrapper(*args: Any, _original: Any = original, _attr: str = attr, **kwargs: Any) -> Any:
@@ -285,11 +296,12 @@ def _trace(client: Any, log: list[dict[str, Any]]) -> None:
         setattr(client, attr, wrapper)
 
 
-def child_detect(store: Path, numeric_method: str | None = None, exact_max_rows: int | None = None) -> dict[str, Any]:
+def child_detect(store: Path, numeric_method: str | None = None, exact_max_rows: int | None = None,
+                 multivariate: bool = False) -> dict[str, Any]:
     from detectors.run import run_stage
     from detectors.sources import Window
 
-    model = load_model(store, numeric_method, exact_max_rows)
+    model = load_model(store, numeric_method, exact_max_rows, multivariate)
     client = open_store(store)
     baseline_rss, baseline_max = rss_mb(), max_rss_mb()
     queries: list[dict[str, Any]] = []
@@ -402,6 +414,8 @@ def main() -> None:
     parser.add_argument("--numeric-method", help="drift method for the numeric features (default: Evidently's rule)")
     parser.add_argument("--exact-max-rows", type=int,
                         help="drift.exact_max_rows (e.g. 100000000: exact ECDF statistics on every row)")
+    parser.add_argument("--multivariate", action="store_true",
+                        help="run multivariate drift too (PCA reconstruction error and domain classifier)")
     parser.add_argument("--load-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--detect-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -409,7 +423,7 @@ def main() -> None:
 
     if args.load_only or args.detect_only:
         report = (child_load(args.store, args.rows, args.seed) if args.load_only
-                  else child_detect(args.store, args.numeric_method, args.exact_max_rows))
+                  else child_detect(args.store, args.numeric_method, args.exact_max_rows, args.multivariate))
         print(json.dumps(report))
         return
 
@@ -426,7 +440,8 @@ def main() -> None:
             raise SystemExit(f"expected {args.rows} rows per window, got {load['counts']}")
 
         overrides = ([f"--numeric-method={args.numeric_method}"] if args.numeric_method else []) + (
-            [f"--exact-max-rows={args.exact_max_rows}"] if args.exact_max_rows is not None else [])
+            [f"--exact-max-rows={args.exact_max_rows}"] if args.exact_max_rows is not None else []) + (
+            ["--multivariate"] if args.multivariate else [])
         det = run_child(["--detect-only", "--store", str(store), *overrides])
         print(f"driftline: status={det['status']} detect_s={det['detect_s']:.3f} "
               f"baseline_rss_mb={det['baseline_rss_mb']:.0f} peak_rss_mb={det['peak_rss_mb']:.0f} "

@@ -90,6 +90,25 @@ def build() -> Board:
         """, ("stat", "reference", "current"),
             description="Numeric outputs: quantiles; classes: the share of each class. Reference: the latest upload.")
 
+    b.panel("timeseries", "Multivariate: PCA reconstruction error and its band", f"""
+        SELECT window_end AS time, value AS error, lower, upper
+        FROM multivariate_drift_results FINAL
+        WHERE {M} AND segment = '' AND method = 'pca_reconstruction' AND value IS NOT NULL
+          AND $__timeFilter(window_end)
+        ORDER BY time
+        """, ("time", "error", "lower", "upper"),
+            description="Mean error of reconstructing each row from the reference's principal components; outside "
+                        "[lower, upper] (the reference's own spread) the features' relationship has drifted.")
+    b.panel("timeseries", "Multivariate: domain classifier AUC", f"""
+        SELECT window_end AS time, value AS auc, upper AS threshold
+        FROM multivariate_drift_results FINAL
+        WHERE {M} AND segment = '' AND method = 'domain_classifier' AND value IS NOT NULL
+          AND $__timeFilter(window_end)
+        ORDER BY time
+        """, ("time", "auc", "threshold"),
+            description="Cross-validated ROC AUC of a classifier telling the window's rows from the reference's: "
+                        "0.5 is indistinguishable; at or above the threshold, drift.")
+
     b.row("Performance")
     b.panel("timeseries", "Performance against the reference baseline", f"""
         SELECT window_end AS time, metric, value, baseline

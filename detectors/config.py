@@ -272,6 +272,31 @@ class EstimationSpec(Strict):
                                          "predict); bounds memory and fitting time.")
 
 
+class MultivariateSpec(Strict):
+    """Drift of the features' joint distribution (see `detectors.multivariate`): both methods run when enabled."""
+
+    enabled: bool = Field(True, description="Run PCA reconstruction error and the domain classifier in the drift stage.")
+    min_rows: int = Field(500, ge=10, description="Fewer rows in the reference or the window: `insufficient_data`.")
+    sample_rows: int = Field(5000, ge=10, le=1_000_000,
+                             description="Rows sampled per side to fit the PCA and to train the classifier.")
+    pca_variance: float = Field(0.65, gt=0, lt=1, description="Share of the reference's variance the kept components explain.")
+    pca_sigmas: float = Field(3.0, gt=0, description="Band half-width in standard errors of the window's mean error.")
+    pca_min_change: float = Field(
+        0.02, ge=0, description="The band is at least this fraction of the reference's mean error on each side, "
+        "so a negligible change on a huge window is not drift.")
+    classifier_auc_threshold: float = Field(0.6, gt=0.5, lt=1, description="Drift when the cross-validated AUC reaches this.")
+    classifier_folds: int = Field(5, ge=2, le=20, description="Stratified folds of the cross-validation.")
+
+    @model_validator(mode="after")
+    def _enough_rows(self) -> "MultivariateSpec":
+        # The guard is checked on the samples: a side smaller than min_rows must be wholly in its sample.
+        if self.sample_rows < self.min_rows:
+            raise ValueError(f"sample_rows ({self.sample_rows}) must be at least min_rows ({self.min_rows})")
+        if self.min_rows < self.classifier_folds:
+            raise ValueError(f"min_rows ({self.min_rows}) must be at least classifier_folds ({self.classifier_folds})")
+        return self
+
+
 class ModelSpec(Strict):
     """One monitored model; `for_version` gives the spec a window of one model version is detected with."""
 
@@ -290,6 +315,7 @@ class ModelSpec(Strict):
     quality: QualitySpec = Field(default_factory=QualitySpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
     estimation: EstimationSpec = Field(default_factory=EstimationSpec)
+    multivariate: MultivariateSpec = Field(default_factory=MultivariateSpec)
     privacy: PrivacySpec | None = Field(
         None, description="Fields dropped or HMAC-hashed at ingest, before anything is stored (see driftline.privacy)."
     )

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from detectors.drift import DriftOutcome
 from detectors.estimation import EstimateRow
+from detectors.multivariate import MultivariateRow
 from detectors.performance import PerformanceRow
 from detectors.quality import QualityRow
 from detectors.sources import TS, Window
@@ -40,6 +41,10 @@ ESTIMATED_COLUMNS = [
     "model", "model_version", "segment", "window_start", "window_end", "metric", "method", "value",
     "sampling_error", "ci_low", "ci_high", "baseline", "max_drop", "degraded", "status", "prediction_rows",
     "estimated_rows", "detail", "run_id",
+]
+MULTIVARIATE_COLUMNS = [
+    "model", "model_version", "segment", "window_start", "window_end", "method", "value", "lower", "upper",
+    "drifted", "status", "reference_rows", "current_rows", "sample_rows", "run_id",
 ]
 RUN_COLUMNS = [
     "run_id", "model", "stage", "window_start", "window_end", "trigger", "started_at", "finished_at",
@@ -90,6 +95,9 @@ def estimated_rows(key: ResultKey, rows: Sequence[EstimateRow]) -> list[list[Any
     return [[*key.prefix(), r.metric, r.method, r.value, r.sampling_error, r.ci_low, r.ci_high, r.baseline,
              r.max_drop, int(r.degraded), r.status, r.prediction_rows, r.estimated_rows, r.detail, key.run_id]
             for r in rows]
+def multivariate_rows(key: ResultKey, rows: Sequence[MultivariateRow]) -> list[list[Any]]:
+    return [[*key.prefix(), r.method, r.value, r.lower, r.upper, int(r.drifted), r.status, r.reference_rows,
+             r.current_rows, r.sample_rows, key.run_id] for r in rows]
 
 
 def replace_window(client: Client, table: str, columns: list[str], rows: list[list[Any]],

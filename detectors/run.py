@@ -17,16 +17,18 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from detectors import aggregates, drift, estimation, performance, quality
+from detectors import aggregates, drift, estimation, multivariate, performance, quality
 from detectors.config import ModelSpec
 from detectors.results import (
     DRIFT_COLUMNS,
     ESTIMATED_COLUMNS,
+    MULTIVARIATE_COLUMNS,
     PERFORMANCE_COLUMNS,
     QUALITY_COLUMNS,
     ResultKey,
     drift_rows,
     estimated_rows,
+    multivariate_rows,
     performance_rows,
     quality_rows,
     record_run,
@@ -62,6 +64,7 @@ class RunResult:
     rows_scanned: int = 0
     drifted_columns: list[str] = field(default_factory=list)
     dataset_drifted: bool = False
+    multivariate_drifted: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     degraded_metrics: list[str] = field(default_factory=list)
     error: str = ""
@@ -135,6 +138,17 @@ def _estimate_segments(client: Client, model: ModelSpec, version: str, window: W
         rows = estimation.estimate(client, model, window, segment, fitted)
         out += estimated_rows(ResultKey(model.name, version, segment.label, window, run_id), rows)
     replace_window(client, "estimated_performance_results", ESTIMATED_COLUMNS, out, model.name, window, run_id)
+def _multivariate(client: Client, model: ModelSpec, version: str, window: Window, result: RunResult) -> None:
+    """Multivariate drift on all rows (not per segment: the classifier costs seconds); disabled: clears the window."""
+    rows: list[multivariate.MultivariateRow] = []
+    if model.multivariate.enabled:
+        rows = multivariate.detect(client, model, window)
+        result.multivariate_drifted = [r.method for r in rows if r.drifted]
+        first = rows[0]  # the sample reads both sides once, the PCA pass (when there is a verdict) once more
+        result.rows_scanned += (first.reference_rows + first.current_rows) * (2 if first.sample_rows else 1)
+    replace_window(client, "multivariate_drift_results", MULTIVARIATE_COLUMNS,
+                   multivariate_rows(ResultKey(model.name, version, ALL_ROWS.label, window, result.run_id), rows),
+                   model.name, window, result.run_id)
 
 
 def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, trigger: str = "manual") -> RunResult:
@@ -165,6 +179,7 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
             replace_window(client, "quality_results", QUALITY_COLUMNS, quality_out, model.name, window, run_id)
             if model.estimation.enabled:
                 _estimate_segments(client, model, version, window, segments, run_id)
+            _multivariate(client, model, version, window, result)
         elif stage == "performance":
             perf_out: list[list[object]] = []
             for segment in segments:
@@ -194,5 +209,6 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
     metrics.detector_run(result)
     log.info("detector run", extra={"model": model.name, "stage": stage, "window": str(window),
                                     "status": result.status, "duration_s": round(result.duration_s, 3),
-                                    "drifted": result.drifted_columns, "degraded": result.degraded_metrics})
+                                    "drifted": result.drifted_columns,
+                                    "multivariate_drifted": result.multivariate_drifted, "degraded": result.degraded_metrics})
     return result

@@ -417,7 +417,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(json.dumps({"model": r.model, "stage": r.stage, "window_start": r.window.start.isoformat(),
                           "window_end": r.window.end.isoformat(), "status": r.status,
                           "duration_s": round(r.duration_s, 3), "dataset_drifted": r.dataset_drifted,
-                          "drifted": r.drifted_columns, "failed_checks": r.failed_checks,
+                          "drifted": r.drifted_columns, "multivariate_drifted": r.multivariate_drifted,
+                          "failed_checks": r.failed_checks,
                           "degraded": r.degraded_metrics, **({"error": r.error} if r.error else {})}))
     return 1 if any(r.status == "error" for r in results) else 0
 

@@ -36,6 +36,8 @@ RESULT_TABLES = {
     "estimated": ("estimated_performance_results", "metric", [
         "metric", "method", "value", "sampling_error", "ci_low", "ci_high", "baseline", "max_drop", "degraded", "status",
         "prediction_rows", "estimated_rows", "detail"]),
+    "multivariate": ("multivariate_drift_results", "method", ["method", "value", "lower", "upper", "drifted", "status",
+                                                             "reference_rows", "current_rows", "sample_rows"]),
 }
 
 

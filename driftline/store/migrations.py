@@ -545,6 +545,31 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        7,
+        "multivariate drift results",
+        (
+            # One row per (window, method): PCA reconstruction error with its band, or the domain
+            # classifier's cross-validated AUC with its threshold (`upper`); recomputing a window replaces it.
+            f"""CREATE TABLE IF NOT EXISTS multivariate_drift_results ({RESULT_KEY}
+                method LowCardinality(String),
+                value Nullable(Float64),
+                lower Nullable(Float64),
+                upper Nullable(Float64),
+                drifted UInt8,
+                status LowCardinality(String),
+                reference_rows UInt64,
+                current_rows UInt64,
+                sample_rows UInt64,{RESULT_TAIL}
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, segment, window_start, window_end, method)""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":

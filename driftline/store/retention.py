@@ -55,6 +55,7 @@ RETENTION: tuple[TableRetention, ...] = (
     TableRetention("quality_results", "computed_at", "retention_results_days"),
     TableRetention("performance_results", "computed_at", "retention_results_days"),
     TableRetention("estimated_performance_results", "computed_at", "retention_results_days"),
+    TableRetention("multivariate_drift_results", "computed_at", "retention_results_days"),
     TableRetention("detector_runs", "started_at", "retention_results_days"),
     TableRetention("alert_events", "at", "retention_audit_days"),
     TableRetention("delivery_attempts", "at", "retention_audit_days"),

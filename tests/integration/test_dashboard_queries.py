@@ -68,7 +68,7 @@ def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore
                                                                      "c": "categorical"},
         "reference": {"upload": "train"}, "window": "1h",
         "drift": {"min_rows": 100, "methods": {"numeric": "ks", "categorical": "chisquare"}},
-        "performance": {"min_rows": 100, "max_drop": 0.1}}]}))
+        "performance": {"min_rows": 100, "max_drop": 0.1}, "multivariate": {"min_rows": 100}}]}))
     model = registry.get(name)
     rng = random.Random(11)
     rows = []

@@ -70,8 +70,10 @@ def model_spec(name: str, *, method_numeric: str | None = None, method_categoric
     methods = {k: v for k, v in (("numeric", method_numeric), ("categorical", method_categorical)) if v}
     if methods:
         drift["methods"] = methods
+    # Univariate statistics against Evidently only: the multivariate detectors (a classifier fit per window)
+    # have tests of their own (test_multivariate.py).
     data = {"models": [{"name": name, "task": "binary_classification", "features": features,
-                        "reference": {"upload": "train"}, "drift": drift}]}
+                        "reference": {"upload": "train"}, "drift": drift, "multivariate": {"enabled": False}}]}
     return registry_from_yaml(LocatedYaml(Path("test"), data)).models[0]
 
 

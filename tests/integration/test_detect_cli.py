@@ -115,6 +115,7 @@ def test_backfill_detects_every_window_replaces_on_rerun_and_reports(workspace) 
     assert [(r["window_start"][:13], r["status"]) for r in runs] == [
         ("2026-05-04T00", "ok"), ("2026-05-04T01", "ok"), ("2026-05-04T02", "ok")]
     assert [r["drifted"] for r in runs] == [[], [], ["price"]]
+    assert [r["multivariate_drifted"] for r in runs] == [[], [], []]  # 300 rows a window: under multivariate.min_rows
     assert "detect [" in first.stderr and "3/3" in first.stderr  # the progress bar
     rows_once = query_store(root / "store", "SELECT count() FROM drift_results WHERE model = 'shop'")
     again = run_driftline(backfill, env)

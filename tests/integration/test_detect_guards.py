@@ -32,7 +32,8 @@ WINDOW = Window(dt.datetime(2026, 7, 1, 8, tzinfo=dt.timezone.utc), dt.datetime(
 def spec(name: str, **extra: object) -> ModelSpec:
     model = {"name": name, "task": "regression", "reference": {"upload": "train"},
              "features": {"amount": "numeric", "score": "numeric", "country": "categorical"},
-             "drift": {"min_rows": 100, "prediction": False, "target": False}} | extra
+             "drift": {"min_rows": 100, "prediction": False, "target": False},
+             "multivariate": {"enabled": False}} | extra  # univariate guards here; test_multivariate.py has its own
     return registry_from_yaml(LocatedYaml(Path("test"), {"models": [model]})).models[0]
 
 

@@ -49,6 +49,7 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/models"): "read", ("GET", "/models/{model}"): "read", ("GET", "/models/{model}/status"): "read",
     ("GET", "/models/{model}/drift"): "read", ("GET", "/models/{model}/quality"): "read",
     ("GET", "/models/{model}/performance"): "read", ("GET", "/models/{model}/references"): "read",
+    ("GET", "/models/{model}/estimated"): "read", ("GET", "/models/{model}/multivariate"): "read",
     ("GET", "/models/{model}/report"): "read", ("GET", "/alerts"): "read", ("GET", "/alerts/{fingerprint}"): "read",
     ("GET", "/silences"): "read", ("GET", "/deliveries"): "read", ("GET", "/metrics"): "read",
     ("POST", "/models/{model}/references/{name}"): "write", ("POST", "/ingest/{kind}"): "write",

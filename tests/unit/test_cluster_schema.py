@@ -31,7 +31,8 @@ def test_every_table_of_the_migrations_is_in_the_cluster_ddl_on_a_cluster() -> N
         assert created[local(table)][0] == "data" and created[table][0] == "data"
         assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/" in created[local(table)][1]
         assert "ENGINE = Distributed('data', currentDatabase(), " in created[table][1]
-    for table in ("ingest_batches", "partition_owners", "detector_claims", "detector_runs", "outbox", "drift_results"):
+    for table in ("ingest_batches", "partition_owners", "detector_claims", "detector_runs", "outbox", "drift_results",
+                  "multivariate_drift_results"):
         assert created[table][0] == "coord"  # coordination and results: one shard, every replica
     assert created["estimated_performance_results"][0] == "coord"
     assert created["performance_timeline"][0] == "data"  # a view: on every host, over the replicated results
