@@ -18,16 +18,22 @@ STABLE_ROWS = 100_000
 JUMP_ROWS = 20_000
 BEFORE, AFTER = 0.10, 0.30
 SEED = 8
+DELAY_BOUND = {"page_hinkley": 1_000, "adwin": 500, "ddm": 20_000}
+"""Rows after a 10% -> 30% jump that follows 100,000 stable rows within which each detector must fire (defaults)."""
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 VARIANT = "Variant(Float64, String)"
 
 
 def seed_stream(client: Client, model: str, *, stable: int = STABLE_ROWS, jump: int = JUMP_ROWS,
-                before: float = BEFORE, after: float = AFTER, seed: int = SEED, first_offset: int = 0) -> None:
-    """Predictions (class 'a') and labels (wrong: 'b') of `stable + jump` events, one per millisecond from T0."""
+                before: float = BEFORE, after: float = AFTER, seed: int = SEED, first_offset: int = 0,
+                t0: dt.datetime = T0, spacing_ms: int = 0) -> None:
+    """Predictions (class 'a') and labels (wrong: 'b') of `stable + jump` events, one per millisecond from `t0`.
+
+    Labels are ingested `spacing_ms` apart from `t0` + 1 s (0: all in the same millisecond, ordered by offset).
+    """
     n = stable + jump
-    params = {"m": model, "t0": T0, "n": n, "stable": stable, "b": before, "a": after, "seed": seed,
-              "o": first_offset}
+    params = {"m": model, "t0": t0, "n": n, "stable": stable, "b": before, "a": after, "seed": seed,
+              "o": first_offset, "sp": spacing_ms}
     client.command(
         f"INSERT INTO predictions (topic, partition, offset, event_id, model, model_version, ts, features, prediction) "
         f"SELECT 'predictions', 0, {{o:Int64}} + number, concat({{m:String}}, '-', toString({{o:Int64}} + number)), "
@@ -40,7 +46,8 @@ def seed_stream(client: Client, model: str, *, stable: int = STABLE_ROWS, jump: 
         f"{{m:String}}, {{t0:DateTime64(3, 'UTC')}} + toIntervalMillisecond(number + 500), "
         f"CAST(if(cityHash64({{seed:UInt64}}, number) % 1000000 < "
         f"if(number < {{stable:UInt64}}, {{b:Float64}}, {{a:Float64}}) * 1000000, 'b', 'a') AS {VARIANT}), "
-        f"{{t0:DateTime64(3, 'UTC')}} + toIntervalSecond(1) FROM numbers({{n:UInt64}})", parameters=params)
+        f"{{t0:DateTime64(3, 'UTC')}} + toIntervalMillisecond(1000 + number * {{sp:UInt64}}) "
+        f"FROM numbers({{n:UInt64}})", parameters=params)
 
 
 if __name__ == "__main__":

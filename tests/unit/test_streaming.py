@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from detectors.streaming import Adwin, Ddm, PageHinkley, StreamDetector
+from tests.integration.concept_stream import DELAY_BOUND
 
 STABLE = 100_000
-DELAY_BOUND = {"page_hinkley": 1_000, "adwin": 500, "ddm": 20_000}
 MAKERS: dict[str, Callable[[], StreamDetector]] = {"page_hinkley": PageHinkley, "adwin": Adwin, "ddm": Ddm}
 
 
