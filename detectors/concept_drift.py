@@ -41,6 +41,7 @@ from detectors.config import ConceptDriftSpec, ModelSpec, Task
 from detectors.results import record_run
 from detectors.sources import TS, Query, Window, label_horizon
 from detectors.streaming import Adwin, Ddm, PageHinkley, StreamDetector
+from driftline import metrics
 from driftline.timestamps import as_utc
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,7 @@ def run(client: Client, model: ModelSpec, *, now: dt.datetime | None = None, max
         rows = read_batch(client, model, state.cursor, horizon, spec.batch_rows)
         if not rows:
             break
+        rows_before = state.rows_seen
         fired = _feed(state, model, rows, out)
         last = rows[-1]
         state.cursor = Position(as_utc(last[0]), str(last[1]), int(last[2]), int(last[3]))
@@ -244,7 +246,9 @@ def run(client: Client, model: ModelSpec, *, now: dt.datetime | None = None, max
         out.firings += fired
         out.first = out.first or Position(as_utc(rows[0][0]), str(rows[0][1]), int(rows[0][2]), int(rows[0][3]))
         out.last = state.cursor
+        metrics.CONCEPT_DRIFT_ROWS.labels(model.name).inc(state.rows_seen - rows_before)
         for f in fired:
+            metrics.CONCEPT_DRIFT_FIRINGS.labels(model.name, f.detector).inc()
             log.warning("concept drift detected", extra={"model": model.name, "detector": f.detector,
                                                          "position": f.position, "statistic": f.statistic,
                                                          "threshold": f.threshold})
