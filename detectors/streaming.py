@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, ClassVar, Protocol
 
 
@@ -56,6 +57,7 @@ class PageHinkley:
     name: ClassVar[str] = "page_hinkley"
 
     def __post_init__(self) -> None:
+        self.fired = (0.0, 0.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -86,12 +88,13 @@ class PageHinkley:
 
 @dataclass
 class Adwin:
-    """An adaptive window cut where its older and newer parts have different means (Bernstein bound, confidence `delta`).
+    """An adaptive window, cut where its older and newer parts have different means (Bernstein bound, `delta`).
 
     The window is an exponential histogram: buckets of 2^i rows, at most `max_buckets` per size, each holding its
     sum and its sum of squared deviations, so memory is O(max_buckets * log n) however long the window. Cuts are
-    checked every `clock` rows, at bucket boundaries, with at least `min_side` rows on each side (as MOA's ADWIN2).
-    The bound assumes values in [0, 1]; for absolute regression errors it is an approximation.
+    checked every `clock` rows, at bucket boundaries, with at least `min_side` rows on each side (the paper's
+    ADWIN2, with the check clock and minimum side of MOA's implementation). The bound assumes values in [0, 1];
+    for absolute regression errors it is an approximation.
     """
 
     delta: float = 0.002
@@ -128,13 +131,13 @@ class Adwin:
         while level < len(self.levels) and len(self.levels[level]) > self.max_buckets:
             (s1, v1), (s2, v2) = self.levels[level].pop(0), self.levels[level].pop(0)
             size = 2.0 ** level
-            merged = [s1 + s2, v1 + v2 + size * size / (2 * size) * (s1 / size - s2 / size) ** 2]
+            merged = [s1 + s2, v1 + v2 + size / 2 * (s1 / size - s2 / size) ** 2]  # two equal halves
             if level + 1 == len(self.levels):
                 self.levels.append([])
             self.levels[level + 1].append(merged)
             level += 1
 
-    def _drop_oldest(self) -> tuple[float, int]:
+    def _drop_oldest(self) -> None:
         level = len(self.levels) - 1
         s, v = self.levels[level].pop(0)
         size = 2 ** level
@@ -149,10 +152,14 @@ class Adwin:
             self.m2 = 0.0
         self.width -= size
         self.total -= s
-        return s, size
+
+    def _oldest_first(self) -> Iterator[tuple[int, float]]:
+        for level in range(len(self.levels) - 1, -1, -1):
+            for s, _ in self.levels[level]:
+                yield 2 ** level, s
 
     def _cut(self) -> bool:
-        """Drop old buckets while a split shows a change; True when the error rose at the (first) cut."""
+        """Drop old buckets while a split shows a change; True when the error rose at a cut."""
         rose = False
         cut = True
         while cut and self.width > 2 * self.min_side:
@@ -160,26 +167,22 @@ class Adwin:
             n0, s0 = 0, 0.0
             variance = self.m2 / self.width
             dd = math.log(2 * math.log(self.width) / self.delta)
-            for level in range(len(self.levels) - 1, -1, -1):  # oldest buckets first
-                size = 2 ** level
-                for s, _ in self.levels[level]:
-                    n0 += size
-                    s0 += s
-                    n1 = self.width - n0
-                    if n1 < self.min_side:
-                        break
-                    if n0 < self.min_side:
-                        continue
-                    m = 1.0 / n0 + 1.0 / n1
-                    bound = math.sqrt(2 * m * variance * dd) + 2.0 / 3.0 * dd * m
-                    gap = (self.total - s0) / n1 - s0 / n0
-                    if abs(gap) > bound:
-                        cut = True
-                        if not rose and gap > 0:
-                            rose = True
-                            self.fired = (gap, bound)
-                        break
-                if cut:
+            for size, s in self._oldest_first():
+                n0 += size
+                s0 += s
+                n1 = self.width - n0
+                if n1 < self.min_side:
+                    break
+                if n0 < self.min_side:
+                    continue
+                m = 1.0 / n0 + 1.0 / n1
+                bound = math.sqrt(2 * m * variance * dd) + 2.0 / 3.0 * dd * m
+                gap = (self.total - s0) / n1 - s0 / n0
+                if abs(gap) > bound:
+                    cut = True
+                    if not rose and gap > 0:
+                        rose = True
+                        self.fired = (gap, bound)
                     break
             if cut:
                 self._drop_oldest()
