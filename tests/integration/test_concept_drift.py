@@ -56,17 +56,23 @@ def test_the_stream_takes_each_event_once_skips_unmatched_labels_and_waits_for_s
     model = model_of(name, settle="1m", batch_rows=2)
     seed_stream(store, name, stable=6, jump=0, before=0.0)
     late = T0 + dt.timedelta(hours=1)
-    # A corrected label of event 0 (wrong now), a label whose prediction never came, and a row not yet settled.
+    store.command(f"INSERT INTO predictions (topic, partition, offset, event_id, model, model_version, ts, prediction) "
+                  f"VALUES ('predictions', 1, 0, 'null-label', {{m:String}}, 'v1', {{t:DateTime64(3, 'UTC')}}, "
+                  f"CAST('a' AS {VARIANT}))", parameters={"m": name, "t": late})
+    # A corrected label of event 0 (wrong now), a label whose prediction never came, a null label, and a row
+    # not yet settled.
+    t = "{t:DateTime64(3, 'UTC')}"
     store.command(
         f"INSERT INTO labels (topic, partition, offset, event_id, model, ts, label, ingested_at) VALUES "
-        f"('labels', 1, 0, {{e0:String}}, {{m:String}}, {{t:DateTime64(3, 'UTC')}}, CAST('b' AS {VARIANT}), {{t:DateTime64(3, 'UTC')}}), "
-        f"('labels', 1, 1, 'nobody', {{m:String}}, {{t:DateTime64(3, 'UTC')}}, CAST('b' AS {VARIANT}), {{t:DateTime64(3, 'UTC')}}), "
-        f"('labels', 1, 2, {{e5:String}}, {{m:String}}, {{t:DateTime64(3, 'UTC')}}, CAST('b' AS {VARIANT}), {{now:DateTime64(3, 'UTC')}})",
+        f"('labels', 1, 0, {{e0:String}}, {{m:String}}, {t}, CAST('b' AS {VARIANT}), {t}), "
+        f"('labels', 1, 1, 'nobody', {{m:String}}, {t}, CAST('b' AS {VARIANT}), {t}), "
+        f"('labels', 1, 2, 'null-label', {{m:String}}, {t}, CAST(NULL AS {VARIANT}), {t}), "
+        f"('labels', 1, 3, {{e5:String}}, {{m:String}}, {t}, CAST('b' AS {VARIANT}), {{now:DateTime64(3, 'UTC')}})",
         parameters={"m": name, "e0": f"{name}-0", "e5": f"{name}-5", "t": late, "now": late + dt.timedelta(hours=5)})
     out = concept_drift.run(store, model, now=late + dt.timedelta(hours=5, seconds=30))
-    assert (out.rows_read, out.rows_seen, out.batches) == (8, 6, 4)  # the correction and the orphan read, not counted
+    assert (out.rows_read, out.rows_seen, out.batches) == (9, 6, 5)  # correction, orphan and null read, not counted
     status = concept_drift.status(store, model)
-    assert status["rows_seen"] == 6 and status["labels_waiting"] == 1 and status["cursor"]["offset"] == 1
+    assert status["rows_seen"] == 6 and status["labels_waiting"] == 1 and status["cursor"]["offset"] == 2
     out = concept_drift.run(store, model, now=late + dt.timedelta(hours=6))  # settled now; event 5 was seen: skipped
     assert (out.rows_read, out.rows_seen) == (1, 6)
 
