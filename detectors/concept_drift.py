@@ -240,9 +240,14 @@ def save(client: Client, model: str, state: StreamState, firings: list[Firing]) 
 
 def run(client: Client, model: ModelSpec, *, now: dt.datetime | None = None, max_batches: int | None = None,
         on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
-    """Process every settled label row after the model's cursor, batch by batch; each batch persisted before the next."""
+    """Process every settled label row after the model's cursor, batch by batch; each batch persisted before the next.
+
+    `now` (a scheduler tick's time) can only move the settle horizon back: rows younger than `settle` by the
+    wall clock are never read, whatever time a caller simulates.
+    """
     spec = model.concept_drift
-    horizon = (now or dt.datetime.now(UTC)) - spec.settle
+    wall = dt.datetime.now(UTC)
+    horizon = min(now or wall, wall) - spec.settle
     state = load_state(client, model)
     out = RunSummary(model.name, rows_seen=state.rows_seen)
     while max_batches is None or out.batches < max_batches:
