@@ -17,6 +17,7 @@ from alerts.evaluate import Evaluator
 from detectors import concept_drift
 from detectors.config import ModelSpec, registry_from_yaml
 from detectors.schedule import DetectorScheduler
+from driftline.cli import main
 from driftline.yamlfile import LocatedYaml
 from tests.integration.alerting import alert_config, tag
 from tests.integration.concept_stream import DELAY_BOUND, STABLE_ROWS, T0, VARIANT, seed_stream
@@ -144,3 +145,21 @@ def test_a_concept_drift_rule_fires_from_real_firings(store) -> None:  # type: i
     states = store.query("SELECT status, kind FROM alert_states FINAL WHERE model = {m:String}",
                          parameters={"m": name}).result_rows
     assert states == [("firing", "concept_drift")]
+
+
+def test_the_cli_runs_a_model_on_demand_and_reports_its_status(store, base_settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    name = f"cd-cli-{tag()}"
+    seed_stream(store, name, stable=2500, jump=0)
+    models = tmp_path / "models.yaml"
+    models.write_text(f"models:\n  - name: {name}\n    task: binary_classification\n    features: {{x: numeric}}\n"
+                      f"    reference: {{rolling: {{offset: 7d}}}}\n    concept_drift: {{batch_rows: 1000}}\n")
+    common = ["--model", name, "--models-file", str(models), "--clickhouse-url", str(base_settings.clickhouse_url)]
+    assert main(["concept-drift", "run", *common]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("batch") for line in lines] == [1, 2, 3, None]  # a line per persisted batch, then the summary
+    assert lines[-1]["done"] and lines[-1]["rows_seen"] == 2500 and lines[-1]["rows_read"] == 2500
+    assert main(["concept-drift", "status", *common]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["rows_seen"], status["labels_waiting"], status["cursor"]["offset"]) == (2500, 0, 2499)
+    assert main(["concept-drift", "status", "--model", "nope", "--models-file", str(models)]) == 2  # unknown model
