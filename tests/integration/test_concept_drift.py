@@ -108,21 +108,28 @@ def test_a_configuration_change_restarts_the_detectors_from_the_cursor(store) ->
     assert concept_drift.load_state(store, model_of(name)).detectors["page_hinkley"].n == 3000
 
 
-def test_a_broken_state_is_recorded_as_an_error_and_the_tick_goes_on(store) -> None:  # type: ignore[no-untyped-def]
-    name = f"cd-bad-{tag()}"
-    model = model_of(name)
-    seed_stream(store, name, stable=100, jump=0)
-    store.insert("concept_drift_state", [[name, concept_drift.config_key(model), "{not json", T0, "", -1, -1, 0, 0,
+def test_the_scheduler_tick_runs_the_stream_and_records_it_and_a_broken_state_is_an_error_not_a_crash(store) -> None:  # type: ignore[no-untyped-def]
+    good, bad = f"cd-tick-{tag()}", f"cd-bad-{tag()}"
+    models = [model_of(good), model_of(bad)]
+    for name in (good, bad):
+        seed_stream(store, name, stable=100, jump=0)
+    store.insert("concept_drift_state", [[bad, concept_drift.config_key(models[1]), "{not json", T0, "", -1, -1, 0, 0,
                                           dt.datetime.now(UTC)]], column_names=concept_drift.STATE_COLUMNS)
-    registry = registry_from_yaml(LocatedYaml(Path("test"), {"models": [model.model_dump(by_alias=True)]}))
+    registry = registry_from_yaml(LocatedYaml(Path("test"), {"models": [m.model_dump(by_alias=True) for m in models]}))
     ticked: list[str] = []
     scheduler = DetectorScheduler(registry, lambda: store, grace=dt.timedelta(0), catchup_windows=1,
                                   after_tick=lambda m, _c: ticked.append(m.name))
-    scheduler.tick(model, now=T0 + dt.timedelta(days=1))
-    assert ticked == [name]  # the alert step still ran
-    rows = store.query("SELECT status, error FROM detector_runs WHERE model = {m:String} AND stage = 'concept_drift'",
-                       parameters={"m": name}).result_rows
-    assert len(rows) == 1 and rows[0][0] == "error" and "JSONDecodeError" in rows[0][1]
+    for model in models:
+        scheduler.tick(model, now=T0 + dt.timedelta(days=1))
+    assert ticked == [good, bad]  # the alert step ran after both, the broken one included
+    assert concept_drift.load_state(store, models[0]).rows_seen == 100
+    rows = store.query("SELECT model, status, rows_scanned, error FROM detector_runs WHERE model IN {ms:Array(String)} "
+                       "AND stage = 'concept_drift' ORDER BY model", parameters={"ms": [good, bad]}).result_rows
+    assert [(m, status, n) for m, status, n, _ in rows] == sorted([(good, "ok", 100), (bad, "error", 0)])
+    assert "JSONDecodeError" in next(error for m, _, _, error in rows if m == bad)
+    scheduler.tick(models[0], now=T0 + dt.timedelta(days=1))  # nothing new: no run recorded
+    assert store.query("SELECT count() FROM detector_runs WHERE model = {m:String} AND stage = 'concept_drift'",
+                       parameters={"m": good}).result_rows == [(1,)]
 
 
 def test_a_concept_drift_rule_fires_from_real_firings(store) -> None:  # type: ignore[no-untyped-def]
