@@ -127,15 +127,14 @@ def _concept_drift(client: Client, rule: Rule, model: ModelSpec, since: dt.datet
     params = {"m": model.name, "len": int(model.window.total_seconds() * 1000), "lo": windows[0].start,
               "hi": windows[-1].end, "d": detectors}
     bucket = "toStartOfInterval({col}, toIntervalMillisecond({{len:Int64}}), 'UTC')"
-    labels = dict(client.query(
+    labels = {as_utc(w): int(n) for w, n in client.query(
         f"SELECT {bucket.format(col='ingested_at')} AS w, count() FROM labels WHERE model = {{m:String}} "
-        f"AND ingested_at >= {{lo:{TS}}} AND ingested_at < {{hi:{TS}}} GROUP BY w", parameters=params).result_rows)
+        f"AND ingested_at >= {{lo:{TS}}} AND ingested_at < {{hi:{TS}}} GROUP BY w", parameters=params).result_rows}
     fired = {as_utc(w): (n, list(ds)) for w, n, ds in client.query(
         f"SELECT {bucket.format(col='label_ingested_at')} AS w, count(), groupUniqArray(detector) "
         f"FROM concept_drift_events FINAL WHERE model = {{m:String}} AND detector IN {{d:Array(String)}} "
         f"AND label_ingested_at >= {{lo:{TS}}} AND label_ingested_at < {{hi:{TS}}} GROUP BY w",
         parameters=params).result_rows}
-    labels = {as_utc(w): int(n) for w, n in labels.items()}
     out = []
     for window in windows:
         n, which = fired.get(window.start, (0, []))
