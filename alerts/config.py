@@ -150,6 +150,13 @@ class Infra(Strict):
         return self
 
 
+class ConceptDrift(Strict):
+    """A firing of the model's streaming concept drift detectors (all of its detectors, or those listed)."""
+
+    detectors: tuple[Literal["page_hinkley", "adwin", "ddm"], ...] | None = Field(
+        None, min_length=1, description="Only firings of these detectors count (default: any).")
+
+
 class Condition(Strict):
     """Exactly one kind of condition per rule."""
 
@@ -159,13 +166,14 @@ class Condition(Strict):
     performance_drop: PerformanceDrop | None = None
     quality: Quality | None = None
     infra: Infra | None = None
+    concept_drift: ConceptDrift | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Condition:
         given = [k for k, v in self.__dict__.items() if v is not None]
         if len(given) != 1:
             raise ValueError(f"a rule has exactly one condition (got {', '.join(given) or 'none'}); "
-                             "use dataset_drift, feature_drift, multivariate_drift, performance_drop, quality or infra")
+                             "use dataset_drift, feature_drift, multivariate_drift, performance_drop, quality, infra or concept_drift")
         if self.dataset_drift is not None:
             Thresholds(self.dataset_drift.fire_share, self.dataset_drift.clear_share)
         if self.performance_drop is not None:
@@ -201,7 +209,7 @@ class Rule(Strict):
         return Thresholds(1.0, 1.0)
 
 
-KINDS = ("dataset_drift", "feature_drift", "multivariate_drift", "performance_drop", "quality", "infra")
+KINDS = ("dataset_drift", "feature_drift", "multivariate_drift", "performance_drop", "quality", "infra", "concept_drift")
 
 
 class AlertConfig(Strict):
@@ -254,6 +262,17 @@ def check_against_registry(config: AlertConfig, registry: Registry, doc: Located
                 if feature not in model.features:
                     problems.append(f"{where('rules', i, 'when', 'feature_drift', 'features', j)}rule {rule.name!r}: "
                                     f"model {model.name!r} has no feature {feature!r}")
+        cd = rule.when.concept_drift
+        if cd is not None:
+            active = model.concept_drift.active(model.task) if model.concept_drift.enabled else ()
+            for j, detector in enumerate(cd.detectors or ()):
+                if detector not in active:
+                    problems.append(f"{where('rules', i, 'when', 'concept_drift', 'detectors', j)}rule {rule.name!r}: "
+                                    f"model {model.name!r} does not run {detector!r} "
+                                    f"(concept_drift runs: {', '.join(active) or 'none'})")
+            if not active:
+                problems.append(f"{where('rules', i, 'when', 'concept_drift')}rule {rule.name!r}: model "
+                                f"{model.name!r} has concept_drift disabled")
         if rule.when.performance_drop is not None and rule.when.performance_drop.metric not in model.metrics:
             problems.append(f"{where('rules', i, 'when', 'performance_drop', 'metric')}rule {rule.name!r}: model "
                             f"{model.name!r} does not compute {rule.when.performance_drop.metric!r} "

@@ -91,6 +91,9 @@ def describe(n: Notice) -> str:
     if r.kind == "quality":
         cols = ", ".join(d.get("columns") or []) or "the model"
         return f"{r.rule}: {r.subject} failed on {cols} (worst {_fmt(d.get('value'))}, threshold {_fmt(d.get('threshold'))})"
+    if r.kind == "concept_drift":
+        return (f"{r.rule}: concept drift on the labelled stream ({', '.join(d.get('detectors') or []) or 'a detector'} "
+                f"fired {d.get('firings', 0)} time(s) over {d.get('labels', 0)} labels)")
     return f"{r.rule}: {r.subject} = {_fmt(n.value)}"
 
 

@@ -15,7 +15,12 @@ few rows, no reference): the lifecycle holds the alert as it is.
   windows still waiting for labels stop the series, so a verdict is never
   taken before its labels had a chance to arrive;
 - quality: 1.0 when the check failed on any column, else 0.0;
-- infra: the metric of the metrics topic aggregated over the window.
+- infra: the metric of the metrics topic aggregated over the window;
+- concept_drift: windows of label arrival (ingested_at), the order the
+  streaming detectors read: 1.0 when a (listed) detector fired on a row of
+  the window, 0.0 when the window's labels went through without a firing,
+  None when no label arrived in it. A window is judged only once the
+  stream's cursor has passed its end, so a verdict never changes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from alerts.config import Rule
 from detectors.config import ModelSpec
 from detectors.performance import LOWER_IS_BETTER
 from detectors.results import DATASET_COLUMN
-from detectors.schedule import last_complete_window, windows_between
+from detectors.schedule import last_complete_window, window_containing, windows_between
 from detectors.sources import TS, Window, label_horizon
 from driftline.timestamps import as_utc
 
@@ -119,8 +124,41 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
         return [Observation(_window(s, e), v, rule.when.quality.check, float(failed) if judged else None,
                             {"columns": list(cols), "value": worst, "threshold": threshold})
                 for s, e, v, failed, judged, cols, worst, threshold in rows]
+    if kind == "concept_drift":
+        return _concept_drift(client, rule, model, since)
     assert rule.when.infra is not None
     return _infra(client, rule, model, since, now, grace)
+
+
+def _concept_drift(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime) -> list[Observation]:
+    assert rule.when.concept_drift is not None
+    detectors = list(rule.when.concept_drift.detectors or model.concept_drift.active(model.task))
+    cursor = client.query("SELECT cursor_ingested_at FROM concept_drift_state FINAL WHERE model = {m:String}",
+                          parameters={"m": model.name}).result_rows
+    if not cursor:
+        return []
+    processed = window_containing(as_utc(cursor[0][0]), model.window).start  # windows ending here are done
+    windows = [w for w in windows_between(since, processed, model.window) if w.end > since]
+    if not windows:
+        return []
+    params = {"m": model.name, "len": int(model.window.total_seconds() * 1000), "lo": windows[0].start,
+              "hi": windows[-1].end, "d": detectors}
+    bucket = "toStartOfInterval({col}, toIntervalMillisecond({{len:Int64}}), 'UTC')"
+    labels = {as_utc(w): int(n) for w, n in client.query(
+        f"SELECT {bucket.format(col='ingested_at')} AS w, count() FROM labels WHERE model = {{m:String}} "
+        f"AND ingested_at >= {{lo:{TS}}} AND ingested_at < {{hi:{TS}}} GROUP BY w", parameters=params).result_rows}
+    fired = {as_utc(w): (n, list(ds)) for w, n, ds in client.query(
+        f"SELECT {bucket.format(col='label_ingested_at')} AS w, count(), groupUniqArray(detector) "
+        f"FROM concept_drift_events FINAL WHERE model = {{m:String}} AND detector IN {{d:Array(String)}} "
+        f"AND label_ingested_at >= {{lo:{TS}}} AND label_ingested_at < {{hi:{TS}}} GROUP BY w",
+        parameters=params).result_rows}
+    out = []
+    for window in windows:
+        n, which = fired.get(window.start, (0, []))
+        value = 1.0 if n else (0.0 if labels.get(window.start) else None)
+        out.append(Observation(window, "", "", value, {"firings": int(n), "detectors": sorted(which),
+                                                        "labels": labels.get(window.start, 0)}))
+    return out
 
 
 AGGREGATES = {

@@ -133,6 +133,16 @@ def build() -> Board:
         ORDER BY time
         """, ("time", "labelled", "predictions"))
 
+    b.panel("table", "Concept drift firings on the labelled stream", f"""
+        SELECT label_ingested_at AS time, detector, position, statistic, threshold, event_id
+        FROM concept_drift_events FINAL
+        WHERE {M} AND $__timeFilter(label_ingested_at)
+        ORDER BY time DESC, position DESC
+        LIMIT 200
+        """, ("time", "detector", "position", "statistic", "threshold", "event_id"),
+            description="Page-Hinkley, ADWIN and DDM on each prediction's error, in label arrival order; position = "
+                        "labelled rows seen when the detector fired (README: Concept drift on the labelled stream).")
+
     b.row("Data quality and alerts")
     b.panel("timeseries", "Data-quality checks", f"""
         SELECT window_end AS time, if(column = '', check, concat(check, ' ', column)) AS check_name, value

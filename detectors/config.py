@@ -297,6 +297,79 @@ class MultivariateSpec(Strict):
         return self
 
 
+class PageHinkleySpec(Strict):
+    """Page-Hinkley on the error (see detectors/streaming.py); delta and lambda are in the error's units."""
+
+    delta: float = Field(0.01, ge=0, description="Rise of the mean error too small to matter.")
+    lambda_: float = Field(50.0, gt=0, alias="lambda", description="Fires when the cumulative rise exceeds this.")
+    alpha: float = Field(1.0, gt=0, le=1, description="Forgetting factor of the cumulative sum (1 = none).")
+    min_instances: int = Field(30, ge=1, description="Rows before a verdict (after start and after each firing).")
+
+
+class AdwinSpec(Strict):
+    """ADWIN on the error: cuts its window where the older and newer parts differ with confidence 1 - delta."""
+
+    delta: float = Field(0.002, gt=0, lt=1, description="Confidence of a cut (smaller: fewer, later firings).")
+    max_buckets: int = Field(5, ge=2, le=100, description="Buckets per size in the exponential histogram.")
+    clock: int = Field(32, ge=1, description="Check for a cut every this many rows.")
+    min_side: int = Field(10, ge=1, description="Rows each side of a cut needs at least.")
+
+
+class DdmSpec(Strict):
+    """DDM on the binary error: fires when the error rate rises drift_level deviations above its minimum."""
+
+    warning_level: float = Field(2.0, gt=0, description="Deviations above the minimum: warning zone.")
+    drift_level: float = Field(4.0, gt=0, description="Deviations above the minimum: fires.")
+    min_instances: int = Field(1000, ge=1, description="Rows before a verdict (after start and after each firing).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DdmSpec":
+        if self.warning_level > self.drift_level:
+            raise ValueError("warning_level must not exceed drift_level")
+        return self
+
+
+STREAM_DETECTORS = ("page_hinkley", "adwin", "ddm")
+
+
+class ConceptDriftSpec(Strict):
+    """Streaming detectors on the per-prediction error of labelled rows (detectors/concept_drift.py)."""
+
+    enabled: bool = Field(True, description="Run the streaming detectors for this model.")
+    detectors: tuple[Literal["page_hinkley", "adwin", "ddm"], ...] | None = Field(
+        None, description="Which to run; default: all three (regression: DDM only with `regression_tolerance`).")
+    page_hinkley: PageHinkleySpec = Field(default_factory=PageHinkleySpec)
+    adwin: AdwinSpec = Field(default_factory=AdwinSpec)
+    ddm: DdmSpec = Field(default_factory=DdmSpec)
+    regression_tolerance: float | None = Field(
+        None, gt=0, description="Regression: DDM counts an absolute error above this as wrong.")
+    batch_rows: int = Field(10_000, ge=1, le=1_000_000, description="Labelled rows read and processed per batch.")
+    settle: Duration = Field(timedelta(seconds=30), description="Only labels ingested at least this long ago are "
+                                                                "read, so rows still being inserted are not skipped.")
+
+    @field_validator("detectors")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError("list each detector once, at least one")
+        return value
+
+    @field_validator("settle")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("settle cannot be negative")
+        return value
+
+    def active(self, task: "Task") -> tuple[str, ...]:
+        """The detectors this model runs, in a fixed order."""
+        if self.detectors is not None:
+            return tuple(d for d in STREAM_DETECTORS if d in self.detectors)
+        if task is Task.REGRESSION and self.regression_tolerance is None:
+            return ("page_hinkley", "adwin")
+        return STREAM_DETECTORS
+
+
 class ModelSpec(Strict):
     """One monitored model; `for_version` gives the spec a window of one model version is detected with."""
 
@@ -319,6 +392,7 @@ class ModelSpec(Strict):
     privacy: PrivacySpec | None = Field(
         None, description="Fields dropped or HMAC-hashed at ingest, before anything is stored (see driftline.privacy)."
     )
+    concept_drift: ConceptDriftSpec = Field(default_factory=ConceptDriftSpec)
 
     @field_validator("features")
     @classmethod
@@ -350,6 +424,11 @@ class ModelSpec(Strict):
                                  f"estimated metric {metric!r} does not apply to {self.task.value}; use "
                                  f"{', '.join(ESTIMATED_METRICS[self.task])}")
         self._check_privacy()
+        cd = self.concept_drift
+        if self.task is Task.REGRESSION and cd.detectors is not None and "ddm" in cd.detectors \
+                and cd.regression_tolerance is None:
+            raise FieldError(("concept_drift", "detectors"), "ddm needs a binary error: set "
+                                                            "concept_drift.regression_tolerance for a regression model")
         if self.drift.method is not None:
             for name, feature in self.features.items():
                 if feature.method is None and getattr(self.drift.methods, feature.type.value) is None:

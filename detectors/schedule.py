@@ -12,6 +12,12 @@ Several workers split the models by shard (`detectors/shard.py`): each
 schedules only its own. Before running a tick's due windows a worker claims
 them (`detectors/claims.py`) and runs only those it won, so even two workers
 given the same shard never judge one window twice.
+
+After a tick's windows, the model's labelled stream goes through the concept
+drift detectors (`detectors/concept_drift.py`), before the alert evaluation,
+so a firing is seen by the same tick's alerts. The stream is not claimed: two
+workers given the same shard would process the same rows to the same state
+and the same firings (written over each other), only twice the work.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from clickhouse_connect.driver.client import Client
 
 from detectors.claims import WindowClaims
+from detectors.concept_drift import run_recorded
 from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
 from detectors.shard import Shard
@@ -174,6 +181,8 @@ class DetectorScheduler:
                 behind.dec(1 if result.status in DONE else 0)
                 if self.on_result is not None:
                     self.on_result(result)
+        if model.concept_drift.enabled:
+            run_recorded(client, model, now=now)  # logs and records its own failure; never raises
         if self.after_tick is not None:
             try:
                 self.after_tick(model, client)

@@ -13,6 +13,7 @@ Subcommands:
   reference     upload a training sample as a model's reference (CSV or Parquet)
   report        an Evidently HTML drift report for a model and window
   models check  validate the model registry and print what it defines
+  concept-drift run, status: the streaming detectors on the labelled stream (see driftline/cli_concept.py)
   alerts        check, list, history, evaluate, test   (see driftline/cli_alerts.py)
   silence       add, list, expire
   deliveries    list, replay, run (the notification outbox)
@@ -471,9 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kafka:
             p.add_argument("--bootstrap-servers", help="overrides DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS")
 
-    from driftline import cli_alerts, cli_dashboards, cli_demo
+    from driftline import cli_alerts, cli_concept, cli_dashboards, cli_demo
 
     cli_alerts.add_parsers(sub, common)
+    cli_concept.add_parsers(sub, common)
     cli_dashboards.add_parsers(sub, common)
     cli_demo.add_parsers(sub, common)
     p = sub.add_parser("up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)")

@@ -165,8 +165,8 @@ class Settings(BaseSettings):
         30, ge=0, description="TTL of dead letters, by arrival time (0 = keep forever)."
     )
     retention_results_days: float = Field(
-        400, ge=0, description="TTL of drift, quality and performance results and detector runs, from when they were "
-        "computed (0 = keep forever)."
+        400, ge=0, description="TTL of drift, quality and performance results, detector runs and concept drift "
+        "firings, from when they were computed (0 = keep forever)."
     )
     retention_audit_days: float = Field(
         400, ge=0, description="TTL of the alert audit trail and delivery attempts (0 = keep forever)."

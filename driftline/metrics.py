@@ -93,6 +93,10 @@ DETECTOR_LAST_SUCCESS = Gauge("driftline_detector_last_success_timestamp_seconds
 WINDOWS_BEHIND = Gauge("driftline_detector_windows_behind", "Complete windows without a finished run after the "
                        "model's last scheduler tick (within the catch-up look-back).", ["model", "stage"],
                        registry=REGISTRY)
+CONCEPT_DRIFT_ROWS = Counter("driftline_concept_drift_rows_total", "Labelled rows the streaming concept drift "
+                             "detectors processed.", ["model"], registry=REGISTRY)
+CONCEPT_DRIFT_FIRINGS = Counter("driftline_concept_drift_firings_total", "Firings of the streaming concept drift "
+                                "detectors (page_hinkley, adwin, ddm).", ["model", "detector"], registry=REGISTRY)
 
 # -- notifications --------------------------------------------------------------------------------------------
 NOTIFICATIONS_QUEUED = Counter("driftline_notifications_queued_total", "Deliveries written to the outbox, by "

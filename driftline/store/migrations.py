@@ -570,6 +570,45 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        8,
+        "concept drift: streaming detector state and firings",
+        (
+            # One row per model and persisted batch: the detectors' state, the stream cursor and the rows seen,
+            # written in one insert, so a crash leaves the previous batch's row (read with FINAL) in force.
+            """CREATE TABLE IF NOT EXISTS concept_drift_state (
+                model LowCardinality(String),
+                config String,
+                state String,
+                cursor_ingested_at DateTime64(3, 'UTC'),
+                cursor_topic String,
+                cursor_partition Int32,
+                cursor_offset Int64,
+                rows_seen UInt64,
+                firings UInt64,
+                updated_at DateTime64(6, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY model""",
+            # Keyed by (model, detector, position): a batch replayed after a crash writes the same rows again.
+            """CREATE TABLE IF NOT EXISTS concept_drift_events (
+                model LowCardinality(String),
+                detector LowCardinality(String),
+                position UInt64,
+                event_id String,
+                label_ts DateTime64(3, 'UTC'),
+                label_ingested_at DateTime64(3, 'UTC'),
+                statistic Float64,
+                threshold Float64,
+                detected_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree(detected_at)
+            PARTITION BY toYYYYMM(label_ingested_at)
+            ORDER BY (model, detector, position)""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":

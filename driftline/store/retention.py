@@ -16,7 +16,8 @@ only when they differ, so restarts do not rewrite parts.
 its max `next_offset` per partition: its TTL never deletes, it folds expired
 rows into one per (topic, partition) that keeps the max `next_offset` (and
 the summed counters). Tables left without a TTL on purpose: the current
-state (alert_states, silences, the outbox and its bodies, alert_acks),
+state (alert_states, silences, the outbox and its bodies, alert_acks,
+concept_drift_state),
 uploaded references and schema_migrations.
 """
 
@@ -56,6 +57,7 @@ RETENTION: tuple[TableRetention, ...] = (
     TableRetention("performance_results", "computed_at", "retention_results_days"),
     TableRetention("estimated_performance_results", "computed_at", "retention_results_days"),
     TableRetention("multivariate_drift_results", "computed_at", "retention_results_days"),
+    TableRetention("concept_drift_events", "detected_at", "retention_results_days"),
     TableRetention("detector_runs", "started_at", "retention_results_days"),
     TableRetention("alert_events", "at", "retention_audit_days"),
     TableRetention("delivery_attempts", "at", "retention_audit_days"),

@@ -29,6 +29,7 @@ from collector.loop import Collector
 from dashboards.board import PanelQuery
 from dashboards.generate import boards
 from dashboards.macros import expand
+from detectors import concept_drift
 from detectors.config import registry_from_yaml
 from detectors.reference import upload
 from detectors.run import run_stage
@@ -68,7 +69,8 @@ def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore
                                                                      "c": "categorical"},
         "reference": {"upload": "train"}, "window": "1h",
         "drift": {"min_rows": 100, "methods": {"numeric": "ks", "categorical": "chisquare"}},
-        "performance": {"min_rows": 100, "max_drop": 0.1}, "multivariate": {"min_rows": 100}}]}))
+        "performance": {"min_rows": 100, "max_drop": 0.1}, "multivariate": {"min_rows": 100},
+        "concept_drift": {"settle": "0s"}}]}))
     model = registry.get(name)
     rng = random.Random(11)
     rows = []
@@ -128,6 +130,7 @@ def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore
             assert run_stage(store, model, window, stage).status == "ok", (window, stage)
         evaluator.evaluate(name, now=window.end + dt.timedelta(minutes=1))
     Dispatcher(store, config).deliver_due()
+    assert concept_drift.run(store, model).firings  # the error rises from 10% to 40%: the streaming detectors fire
     return store, name, windows
 
 

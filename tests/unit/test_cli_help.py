@@ -9,7 +9,7 @@ import pytest
 from driftline.cli import build_parser, main
 
 EXPECTED = {"up", "api", "collect", "detect", "report", "alerts", "silence", "deliveries", "dashboards", "db", "demo",
-            "models", "reference", "config", "send-example", "simulate"}
+            "models", "reference", "config", "send-example", "simulate", "concept-drift"}
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str | None]]:

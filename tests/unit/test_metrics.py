@@ -18,7 +18,7 @@ from driftline.api.metrics import RequestMetrics
 from driftline.contracts import EventKind
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-ALLOWED_LABELS = {"kind", "reason", "topic", "partition", "model", "stage", "status", "outcome", "method", "route",
+ALLOWED_LABELS = {"kind", "reason", "topic", "partition", "model", "stage", "status", "outcome", "method", "route", "detector",
                   "severity", "version", "le"}
 UTC = dt.timezone.utc
 
