@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from driftline.contracts import EventKind
+from driftline.store import window_states
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +491,19 @@ MIGRATIONS = MIGRATIONS + (
             PARTITION BY toYYYYMM(window_start)
             ORDER BY (model, stage, window_start, claimed_at)
             TTL toDateTime(claimed_at) + INTERVAL 7 DAY""",
+        ),
+    ),
+)
+
+
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        9,
+        "window states: per (model, hour, feature) mergeable aggregates kept by a view on predictions",
+        (
+            # See driftline/store/window_states.py: long windows assembled from states, not rescans.
+            window_states.CREATE_TABLE,
+            window_states.CREATE_VIEW,
         ),
     ),
 )
