@@ -60,6 +60,11 @@ class KeyState:
     histogram: dict[float, int] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
 
+    def add(self, key: float, count: int) -> None:
+        """Count a quantized value; -0.0 and 0.0 are distinct keys in ClickHouse and one here."""
+        if count:
+            self.histogram[key] = self.histogram.get(key, 0) + count
+
 
 def _aligned(moment: datetime) -> bool:
     return moment.timestamp() % BUCKET.total_seconds() == 0
@@ -113,8 +118,8 @@ def _merged(client: Client, model: ModelSpec, span: Window, keys: list[str]) -> 
         out[str(r[0])] = _key_state((rows_, numbers, lo, hi, total, total2, ([], []), categories))
     if bins:
         for feature, k, n in zip(*bins, strict=True):
-            if n and feature in out:
-                out[feature].histogram[float(k)] = int(n)
+            if feature in out:
+                out[feature].add(float(k), int(n))
     return out, stored
 
 
@@ -133,9 +138,11 @@ def _uploaded(client: Client, model: ModelSpec, keys: list[str]) -> dict[str, Ke
 def _key_state(row: Any) -> KeyState:
     rows, numbers, lo, hi, total, total2, (hkeys, hcounts), (ckeys, ccounts) = row
     finite = lambda v: None if v is None or not math.isfinite(float(v)) else float(v)  # noqa: E731
-    return KeyState(int(rows), int(numbers), finite(lo), finite(hi), float(total), float(total2),
-                    {float(k): int(c) for k, c in zip(hkeys, hcounts, strict=True) if c},
-                    {str(k): int(c) for k, c in zip(ckeys, ccounts, strict=True) if c})
+    state = KeyState(int(rows), int(numbers), finite(lo), finite(hi), float(total), float(total2))
+    for k, c in zip(hkeys, hcounts, strict=True):
+        state.add(float(k), int(c))
+    state.categories = {str(k): int(c) for k, c in zip(ckeys, ccounts, strict=True) if c}
+    return state
 
 
 @dataclass
@@ -230,9 +237,11 @@ def _intervals(histogram: dict[float, int]) -> tuple[np.ndarray, np.ndarray, np.
     keys = np.array(sorted(histogram), dtype=float)
     counts = np.array([histogram[k] for k in keys], dtype=np.int64)
     _, exponent = np.frexp(keys)
-    step = np.where(keys == 0, 0.0, np.ldexp(1.0, exponent - 1 - ws.MANTISSA_BITS))
+    step = np.ldexp(1.0, exponent - 1 - ws.MANTISSA_BITS)
     lo = np.where(keys < 0, keys - step, keys)
     hi = np.where(keys < 0, keys, keys + step)
+    zero = keys == 0  # exactly 0 (or a subnormal): a bin of the smallest width, so its mass stays at 0
+    lo[zero], hi[zero] = 0.0, np.nextafter(0.0, 1.0)
     return lo, hi, counts
 
 
