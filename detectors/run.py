@@ -140,13 +140,16 @@ def _state_drift(client: Client, model: ModelSpec, window: Window, segment: Segm
     plans = drift.plan_columns(model, profiles)
     needs = drift.needs_of(model, plans)
     raw = states.needs_raw(plans, needs)
+    served = {name: p for name, p in profiles.items() if name not in raw}
     if sides.reference_rows and sides.current_rows:
-        states.histograms(sides, profiles, needs, summaries)
-        raw |= drift.unsettled_by_bins({n: plans[n] for n in summaries.fine if n in plans}, summaries)
-    for name in raw:
+        raw |= states.histograms(sides, served, needs, summaries)
+        raw |= drift.unsettled_by_bins({n: plans[n] for n in summaries.fine}, summaries)
+    for name in raw:  # summarised from raw rows after all: drop what the states gave
         del profiles[name]
-        summaries.fine.pop(name, None)
-        summaries.cdf.pop(name, None)
+        for found in (summaries.counts, summaries.fine, summaries.cdf, summaries.out_of_range):
+            found.pop(name, None)
+        for key in [key for key in summaries.bins if key[0] == name]:
+            del summaries.bins[key]
     return profiles, sides.reference_rows, sides.current_rows, [c for c in columns if c.name not in profiles]
 
 

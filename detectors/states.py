@@ -10,9 +10,9 @@ whose methods allow it:
   jensenshannon, psi, kl_div, hellinger), and numeric columns with few values
   (their counts are keyed by the quantized value, exact for integers below
   2^MANTISSA_BITS);
-* Sturges bins (psi, kl_div, jensenshannon on numeric columns): each
-  quantized bin counted in the Sturges bin of its key (a value lands in a
-  neighbouring Sturges bin only when its quantized bin straddles an edge);
+* Sturges bins (psi, kl_div, jensenshannon on numeric columns), when no
+  quantized bin holding values straddles a Sturges edge (then the counts are
+  exact: integer-valued columns, typically); otherwise the raw path;
 * fine ECDF bins for normed Wasserstein: the quantized bins themselves, with
   the rigorous `w1_binning_error_bound`; a column whose bound straddles its
   threshold is handed back to the raw path (which refines it).
@@ -269,8 +269,27 @@ def _out_of_range(cur: dict[float, int], lo: float, hi: float) -> int:
     return int(n[(b_hi < lo) | (b_lo > hi)].sum())
 
 
-def histograms(sides: Sides, profiles_: dict[str, ColumnProfile], needs: Needs, summaries: Summaries) -> None:
-    """`aggregates.histograms` from the states, for the served columns."""
+def _sturges_counts(histogram: dict[float, int], edges: np.ndarray) -> np.ndarray | None:
+    """Counts per Sturges bin, or None when a quantized bin holding values straddles an edge (counts ambiguous)."""
+    k = len(edges) - 1
+    if not histogram:
+        return np.zeros(k, dtype=np.int64)
+    lo, hi, n = _intervals(histogram)
+    inner = edges[1:-1]
+    first = np.searchsorted(inner, lo, side="right")  # the bin of the interval's lower end
+    if np.any(np.searchsorted(inner, hi, side="left") != first):  # an interior edge in (lo, hi]: ambiguous
+        return None
+    return np.bincount(first, weights=n, minlength=k).astype(np.int64)
+
+
+def histograms(sides: Sides, profiles_: dict[str, ColumnProfile], needs: Needs, summaries: Summaries) -> set[str]:
+    """`aggregates.histograms` from the states for the served columns; returns the columns they cannot serve.
+
+    Evidently's Sturges bins are exact from the states only when no quantized bin straddles an edge
+    (integer-valued columns, typically); otherwise the column goes to the raw path, so binned methods
+    keep agreeing with Evidently to the last digit.
+    """
+    unserved: set[str] = set()
     for name, p in profiles_.items():
         c = p.column
         ref, cur = sides.reference.get(name, KeyState()), sides.current.get(name, KeyState())
@@ -278,13 +297,10 @@ def histograms(sides: Sides, profiles_: dict[str, ColumnProfile], needs: Needs, 
             summaries.counts[name] = CategoryCounts(_categories(c, ref), _categories(c, cur))
         for basis in sorted(b for n, b in needs.bins if n == name):
             edges = bin_edges(p, basis, {})
-            k = len(edges) - 1
-            counts = []
-            for side in (ref, cur):
-                keys = np.fromiter(side.histogram.keys(), dtype=float, count=len(side.histogram))
-                n = np.fromiter(side.histogram.values(), dtype=np.int64, count=len(side.histogram))
-                counts.append(np.bincount(np.searchsorted(edges[1:-1], keys, side="right"), weights=n,
-                                          minlength=k).astype(np.int64))
+            counts = [_sturges_counts(side.histogram, edges) for side in (ref, cur)]
+            if counts[0] is None or counts[1] is None:
+                unserved.add(name)
+                continue
             summaries.bins[(name, basis)] = BinCounts(edges, counts[0], counts[1])
         if name in needs.fine_cdf:
             edges, r, k_ = fine_bins(ref.histogram, cur.histogram)
@@ -292,3 +308,4 @@ def histograms(sides: Sides, profiles_: dict[str, ColumnProfile], needs: Needs, 
             summaries.cdf[name] = cdf_stats_from_bins(edges, r, k_, p.reference_std or 0.0)
         if c.type is ColumnType.NUMERIC and p.reference_min is not None and p.reference_max is not None:
             summaries.out_of_range[name] = _out_of_range(cur.histogram, p.reference_min, p.reference_max)
+    return unserved
