@@ -98,12 +98,21 @@ def insert_sql(rows: int, days: int, seed: int, first: int, count: int) -> str:
     """
 
 
-def child_load(store: Path, rows: int, days: int, seed: int) -> dict[str, Any]:
+def child_load(store: Path, rows: int, days: int, seed: int, bulk_states: bool) -> dict[str, Any]:
+    from driftline.store import window_states as ws
+
     client = open_store(store)
     total = reference_rows(rows, days) + rows
+    if bulk_states:  # the view's own SELECT, run once per chunk instead of once per insert block
+        client.command(f"DROP VIEW {ws.TABLE}_mv")
     t0 = time.perf_counter()
     for first in range(0, total, INSERT_CHUNK):
-        client.command(insert_sql(rows, days, seed, first, min(INSERT_CHUNK, total - first)))
+        count = min(INSERT_CHUNK, total - first)
+        client.command(insert_sql(rows, days, seed, first, count))
+        if bulk_states:
+            client.command(f"INSERT INTO {ws.TABLE} ({', '.join(ws.KEY_COLUMNS + ws.STATE_COLUMNS)}) "
+                           f"{ws.state_select(f'topic = {chr(39)}bench{chr(39)} AND offset >= {first} AND offset < {first + count}')}",
+                           settings={"cast_string_to_variant_use_inference": 0})
         done = min(first + INSERT_CHUNK, total)
         elapsed = time.perf_counter() - t0
         print(f"  loaded {done:,}/{total:,} rows ({elapsed:.0f} s, {done / elapsed:,.0f} rows/s)", file=sys.stderr,
@@ -155,6 +164,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30, help="days in the window")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the store folder")
+    parser.add_argument("--bulk-states", action="store_true",
+                        help="load with the states' view dropped, building the states with the view's own SELECT once "
+                             "per 1M-row chunk (about 3x cheaper than per insert block; the states are the same)")
     parser.add_argument("--child", choices=["load", "states", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,7 +174,7 @@ def main() -> None:
         parser.error("need --days >= 1 and at least 100 rows per day")
 
     if args.child:
-        report = (child_load(args.store, args.rows, args.days, args.seed) if args.child == "load"
+        report = (child_load(args.store, args.rows, args.days, args.seed, args.bulk_states) if args.child == "load"
                   else child_detect(args.store, args.days, args.child == "states"))
         print(json.dumps(report))
         return
@@ -173,7 +185,7 @@ def main() -> None:
     try:
         print(f"bench/windows.py rows={args.rows:,} over {args.days} days (+{reference_rows(args.rows, args.days):,} "
               f"reference rows), {len(FEATURES)} features, store={store}", flush=True)
-        load = run_child(["--child", "load", *common])
+        load = run_child(["--child", "load", *common, *(["--bulk-states"] if args.bulk_states else [])])
         sizes = ", ".join(f"{t} {r:,} rows {b / 2**20:,.0f} MiB" for t, (r, b) in sorted(load["sizes"].items()))
         print(f"load: {load['rows']:,} rows in {load['insert_s']:.0f} s, optimize {load['optimize_s']:.0f} s; {sizes}",
               flush=True)

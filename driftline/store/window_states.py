@@ -69,6 +69,7 @@ PAIRS = (
 
 _X = "variantElement(kv.2, 'Float64')"
 _S = "variantElement(kv.2, 'String')"
+KEY_COLUMNS = ("model", "bucket", "feature", "topic", "partition", "offset_block")
 STATE_COLUMNS = ("rows", "numbers", "min", "max", "sum", "sum2", "histogram", "categories")
 
 AGGREGATES = (
@@ -142,7 +143,7 @@ def rebuild_after_rollback(client: Client, topic: str, partition: int, next_offs
     if stored == counted:
         return False
     client.command(f"DELETE FROM {TABLE} WHERE {_PARTITION} AND offset_block >= {{block:Int64}}", parameters=params)
-    client.command(f"INSERT INTO {TABLE} ({', '.join(('model', 'bucket', 'feature', 'topic', 'partition', 'offset_block', *STATE_COLUMNS))}) "
+    client.command(f"INSERT INTO {TABLE} ({', '.join(KEY_COLUMNS + STATE_COLUMNS)}) "
                    f"{state_select(f'{_PARTITION} AND offset >= {{from:Int64}}')}",
                    parameters=params, settings={"cast_string_to_variant_use_inference": 0})
     log.warning("rebuilt window states after a rollback",
