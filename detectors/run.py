@@ -143,7 +143,7 @@ def _state_drift(client: Client, model: ModelSpec, window: Window, segment: Segm
     served = {name: p for name, p in profiles.items() if name not in raw}
     if sides.reference_rows and sides.current_rows:
         raw |= states.histograms(sides, served, needs, summaries)
-        raw |= drift.unsettled_by_bins({n: plans[n] for n in summaries.fine}, summaries)
+        raw |= drift.unsettled_by_bins(plans, summaries)
     for name in raw:  # summarised from raw rows after all: drop what the states gave
         del profiles[name]
         for found in (summaries.counts, summaries.fine, summaries.cdf, summaries.out_of_range):
