@@ -164,7 +164,7 @@ def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Se
     else:
         profiles, ref_rows, cur_rows, raw_columns = served
         path = "states+raw" if raw_columns else "states"
-    if raw_columns:
+    if raw_columns or served is None:  # (a model without columns still counts its rows)
         raw_profiles, ref_rows, cur_rows = _raw_drift(client, model, window, segment, raw_columns, summaries)
         profiles |= raw_profiles
     profiles = {c.name: profiles[c.name] for c in columns}  # registry order, as the raw path gives
