@@ -25,6 +25,11 @@ Layout decisions, for the queries that come next:
   batch, the committed offset being the max `next_offset`.
 - Feature values and labels are `Variant(Float64, String)`: numbers stay
   numbers, categories stay strings, and null is the Variant's NULL.
+- `window_states` (migration 9) is fed by a view on `predictions` (the
+  ingest view's inserts cascade into it): per (model, hour, feature)
+  mergeable aggregates, so a month-long window is summarised without reading
+  its rows. It costs ingest throughput (README: Benchmarks); the collector's
+  rollback rebuilds it (see `driftline/store/window_states.py`).
 """
 
 from __future__ import annotations
