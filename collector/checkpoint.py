@@ -10,7 +10,10 @@ The protocol, per (topic, partition):
    from every table it can reach (a crash may have left a batch half
    written), and the consumer seeks to the committed offset.
 So each offset is present in ClickHouse exactly once after replay, whatever
-moment the process died at.
+moment the process died at. The window states a view keeps from the
+predictions are then rebuilt for the partition's affected offset block
+(`driftline.store.window_states.rebuild_after_rollback`), so they never count
+a replayed row twice.
 3. Fencing: an assignment also claims each partition with the next epoch in
    `partition_owners`, and a batch checks before each of its inserts that
    this collector still holds the current epoch of every partition in it.
@@ -32,6 +35,7 @@ from clickhouse_connect.driver.client import Client
 
 from collector.batch import Batch, DeadLetter
 from driftline.contracts import EventKind
+from driftline.store import window_states
 from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,9 @@ class OffsetStore:
                         "rolled back uncommitted rows",
                         extra={"table": table, "topic": topic, "partition": partition, "from_offset": next_offset, "rows": n},
                     )
+            if kind is EventKind.PREDICTION:
+                # The view counted the deleted rows into the window states too: make those equal the rows left.
+                window_states.rebuild_after_rollback(self._client, topic, partition, next_offset)
         return removed
 
     def claim(self, partitions: Iterable[Partition]) -> dict[Partition, int]:

@@ -143,6 +143,10 @@ class DriftSpec(Strict):
     )
     prediction: bool = Field(True, description="Compute drift of the model's prediction.")
     target: bool = Field(True, description="Compute drift of the labels (target drift).")
+    window_states: bool = Field(
+        True, description="Summarise hour-aligned windows from the mergeable window states where the method "
+        "allows (false: always scan raw rows).",
+    )
 
     @model_validator(mode="after")
     def _method_known(self) -> "DriftSpec":

@@ -138,7 +138,9 @@ def unsettled_by_bins(plans: dict[str, ColumnPlan], summaries: Summaries) -> set
     """
     out = set()
     for name, (edges, ref, cur) in summaries.fine.items():
-        plan = plans[name]
+        plan = plans.get(name)
+        if plan is None:  # summarised by another pass (the window states) for columns planned apart
+            continue
         for method, threshold in ((plan.method, plan.threshold), (plan.effect, plan.effect_threshold)):
             if method is None or threshold is None or method.needs_for(plan.profile.column.type, plan.profile.reference_distinct) != "cdf":
                 continue

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from detectors import aggregates, drift, estimation, multivariate, performance, quality
+from detectors import aggregates, drift, estimation, multivariate, performance, quality, states
 from detectors.config import ModelSpec
 from detectors.results import (
     DRIFT_COLUMNS,
@@ -37,6 +37,7 @@ from detectors.results import (
 from detectors.sources import (
     ALL_ROWS,
     TS,
+    Column,
     Query,
     Segment,
     Window,
@@ -68,6 +69,7 @@ class RunResult:
     failed_checks: list[str] = field(default_factory=list)
     degraded_metrics: list[str] = field(default_factory=list)
     error: str = ""
+    drift_path: str = ""  # drift stage, all rows: states | states+raw | raw (see detectors/states.py)
 
 
 def _model_version(client: Client, model: ModelSpec, window: Window) -> str:
@@ -107,12 +109,17 @@ def _expected_rows(model: ModelSpec, window: Window, reference_rows: int) -> flo
     return reference_rows * (window.end - window.start).total_seconds() / length if reference_rows else None
 
 
-def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Segment, result: RunResult) -> tuple[drift.DriftOutcome, list[quality.QualityRow]]:
-    q = Query()
-    columns = columns_for(model, q, prediction=model.drift.prediction, target=model.drift.target)
-    sides, columns = column_sides_sql(model, window, segment, q, columns, with_labels=model.drift.target)
+def _raw_drift(client: Client, model: ModelSpec, window: Window, segment: Segment, columns: list[Column],
+               summaries: aggregates.Summaries) -> tuple[dict[str, aggregates.ColumnProfile], int, int]:
+    """The raw passes of `detectors.aggregates` for `columns`: profiles, reference rows, current rows."""
+    q = Query()  # each column's SQL carries parameters of its query: built again for this one
+    names = {c.name for c in columns}
+    columns = [c for c in columns_for(model, q, prediction=model.drift.prediction, target=model.drift.target)
+               if c.name in names]
+    sides, columns = column_sides_sql(model, window, segment, q, columns,
+                                      with_labels=any(c.role == "target" for c in columns))
     profiles, ref_rows, cur_rows = aggregates.profile(client, sides, q, columns)
-    summaries = aggregates.Summaries(rows_scanned=ref_rows + cur_rows)
+    summaries.rows_scanned += ref_rows + cur_rows
     plans = drift.plan_columns(model, profiles)
     needs = drift.needs_of(model, plans)
     if cur_rows and ref_rows:
@@ -121,10 +128,58 @@ def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Se
         aggregates.histograms(client, sides, q, profiles, needs, distinct, summaries)
         aggregates.refine(client, sides, q, profiles, drift.unsettled_by_bins(plans, summaries), summaries)
         aggregates.exact_cdf(client, sides, q, profiles, needs.exact_cdf, summaries)
+    return profiles, ref_rows, cur_rows
+
+
+def _state_drift(client: Client, model: ModelSpec, window: Window, segment: Segment, columns: list[Column],
+                 summaries: aggregates.Summaries) -> tuple[dict[str, aggregates.ColumnProfile], int, int, list[Column]] | None:
+    """The columns the window states can serve, summarised from them; None when states cannot be used.
+
+    Returns (profiles, reference rows, current rows, the columns left for the raw passes).
+    """
+    why = states.usable(model, window, segment)
+    sides = None if why else states.read(client, model, window, columns)
+    if sides is None:
+        log.debug("window states not used", extra={"model": model.name, "reason": why or "states incomplete"})
+        return None
+    profiles = states.profiles(sides, columns)
+    plans = drift.plan_columns(model, profiles)
+    needs = drift.needs_of(model, plans)
+    raw = states.needs_raw(plans, needs)
+    served = {name: p for name, p in profiles.items() if name not in raw}
+    if sides.reference_rows and sides.current_rows:
+        raw |= states.histograms(sides, served, needs, summaries)
+        raw |= drift.unsettled_by_bins(plans, summaries)
+    for name in raw:  # summarised from raw rows after all: drop what the states gave
+        del profiles[name]
+        for found in (summaries.counts, summaries.fine, summaries.cdf, summaries.out_of_range):
+            found.pop(name, None)
+        for key in [key for key in summaries.bins if key[0] == name]:
+            del summaries.bins[key]
+    return profiles, sides.reference_rows, sides.current_rows, [c for c in columns if c.name not in profiles]
+
+
+def _drift_segment(client: Client, model: ModelSpec, window: Window, segment: Segment, result: RunResult) -> tuple[drift.DriftOutcome, list[quality.QualityRow]]:
+    """Drift and quality of one segment: from the window states where they serve, raw passes for the rest."""
+    columns = columns_for(model, Query(), prediction=model.drift.prediction, target=model.drift.target)
+    summaries = aggregates.Summaries()
+    served = _state_drift(client, model, window, segment, columns, summaries)
+    if served is None:
+        profiles: dict[str, aggregates.ColumnProfile] = {}
+        raw_columns, path = columns, "raw"
+    else:
+        profiles, ref_rows, cur_rows, raw_columns = served
+        path = "states+raw" if raw_columns else "states"
+    if raw_columns or served is None:  # (a model without columns still counts its rows)
+        raw_profiles, ref_rows, cur_rows = _raw_drift(client, model, window, segment, raw_columns, summaries)
+        profiles |= raw_profiles
+    profiles = {c.name: profiles[c.name] for c in columns}  # registry order, as the raw path gives
+    plans = drift.plan_columns(model, profiles)
     outcome = drift.score_columns(model, plans, summaries)
     checks = quality.column_checks(model, profiles, summaries)
     if segment == ALL_ROWS:
         checks += quality.model_checks(client, model, window, cur_rows, _expected_rows(model, window, ref_rows))
+        result.drift_path = path
     result.rows_scanned += summaries.rows_scanned
     return outcome, checks
 
@@ -210,5 +265,6 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
     log.info("detector run", extra={"model": model.name, "stage": stage, "window": str(window),
                                     "status": result.status, "duration_s": round(result.duration_s, 3),
                                     "drifted": result.drifted_columns,
-                                    "multivariate_drifted": result.multivariate_drifted, "degraded": result.degraded_metrics})
+                                    "multivariate_drifted": result.multivariate_drifted, "degraded": result.degraded_metrics,
+                                    "rows_scanned": result.rows_scanned, "drift_path": result.drift_path})
     return result

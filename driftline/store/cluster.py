@@ -18,16 +18,19 @@ from __future__ import annotations
 import re
 
 from driftline.names import validate_identifier
+from driftline.store import window_states
 from driftline.store.migrations import DEAD_LETTER_TABLE, MIGRATIONS, TABLE_BY_KIND, entry_table
 
-SHARDED = (*TABLE_BY_KIND.values(), DEAD_LETTER_TABLE)
-"""Tables with one row per event: spread over the shards by Kafka partition."""
+SHARDED = (*TABLE_BY_KIND.values(), DEAD_LETTER_TABLE, window_states.TABLE)
+"""Tables with one row per event, and the window states kept from them per partition: spread over the
+shards by Kafka partition (a state's rows sit beside the predictions it counts, so its view and a
+rollback's rebuild stay on one shard)."""
 
 SHARD_BY = "partition"  # every row of one Kafka partition on one shard: a partition's rollback touches one shard
 ENTRY_SHARD_BY = "JSONExtractInt(raw, 'partition')"  # the Null entry tables hold the raw event with its position
 
 _CREATE = re.compile(r"^\s*CREATE (TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+)", re.S)
-_ENGINE = re.compile(r"ENGINE = (Replacing)?MergeTree(\(([^)]*)\))?")
+_ENGINE = re.compile(r"ENGINE = (Replacing|Aggregating)?MergeTree(\(([^)]*)\))?")
 
 
 def local(table: str) -> str:
@@ -72,9 +75,9 @@ def cluster_ddl(cluster: str, coordination_cluster: str) -> list[str]:
                 out.append(f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER '{cluster}' AS {local(name)} "
                            f"ENGINE = Distributed('{cluster}', currentDatabase(), {local(name)}, {ENTRY_SHARD_BY})")
             elif kind == "MATERIALIZED VIEW" and (target := re.search(r"\bTO (\w+)", statement)) and target.group(1) in sharded:
-                source = entry_table(target.group(1))
                 body = re.sub(rf"\bTO {target.group(1)}\b", f"TO {local(target.group(1))}", statement, count=1)
-                body = re.sub(rf"\bFROM {source}\b", f"FROM {local(source)}", body)
+                for source in (*entries, *sharded):  # its entry table, or (window states) the events table
+                    body = re.sub(rf"\bFROM {source}\b", f"FROM {local(source)}", body)
                 out.append(_on_cluster(body, name, name, cluster))
             elif kind == "VIEW":
                 out.append(_on_cluster(statement, name, name, cluster))  # reads the Distributed tables

@@ -25,6 +25,11 @@ Layout decisions, for the queries that come next:
   batch, the committed offset being the max `next_offset`.
 - Feature values and labels are `Variant(Float64, String)`: numbers stay
   numbers, categories stay strings, and null is the Variant's NULL.
+- `window_states` (migration 9) is fed by a view on `predictions` (the
+  ingest view's inserts cascade into it): per (model, hour, feature)
+  mergeable aggregates, so a month-long window is summarised without reading
+  its rows. It costs ingest throughput (README: Benchmarks); the collector's
+  rollback rebuilds it (see `driftline/store/window_states.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from driftline.contracts import EventKind
+from driftline.store import window_states
 
 log = logging.getLogger(__name__)
 
@@ -604,6 +610,19 @@ MIGRATIONS = MIGRATIONS + (
             ) ENGINE = ReplacingMergeTree(detected_at)
             PARTITION BY toYYYYMM(label_ingested_at)
             ORDER BY (model, detector, position)""",
+        ),
+    ),
+)
+
+
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        9,
+        "window states: per (model, hour, feature) mergeable aggregates kept by a view on predictions",
+        (
+            # See driftline/store/window_states.py: long windows assembled from states, not rescans.
+            window_states.CREATE_TABLE,
+            window_states.CREATE_VIEW,
         ),
     ),
 )

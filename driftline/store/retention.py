@@ -52,6 +52,7 @@ RETENTION: tuple[TableRetention, ...] = (
     TableRetention("labels", "ingested_at", "retention_events_days"),
     TableRetention("infra_metrics", "ingested_at", "retention_events_days"),
     TableRetention("dead_letters", "received_at", "retention_dead_letters_days"),
+    TableRetention("window_states", "bucket", "retention_events_days"),
     TableRetention("drift_results", "computed_at", "retention_results_days"),
     TableRetention("quality_results", "computed_at", "retention_results_days"),
     TableRetention("performance_results", "computed_at", "retention_results_days"),

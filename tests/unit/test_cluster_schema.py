@@ -29,7 +29,8 @@ def test_every_table_of_the_migrations_is_in_the_cluster_ddl_on_a_cluster() -> N
     assert {"partition_owners", "detector_claims", "ingest_batches", "detector_runs"} <= names
     for table in SHARDED:
         assert created[local(table)][0] == "data" and created[table][0] == "data"
-        assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/" in created[local(table)][1]
+        engine = "ReplicatedAggregatingMergeTree" if table == "window_states" else "ReplicatedMergeTree"
+        assert f"{engine}('/clickhouse/tables/{{shard}}/{{database}}/" in created[local(table)][1]
         assert "ENGINE = Distributed('data', currentDatabase(), " in created[table][1]
     for table in ("ingest_batches", "partition_owners", "detector_claims", "detector_runs", "outbox", "drift_results",
                   "multivariate_drift_results"):
@@ -48,6 +49,9 @@ def test_no_engine_is_left_unreplicated_and_version_columns_survive() -> None:
     assert "TO predictions_local" in created["predictions_ingest_mv"][1]
     assert "FROM predictions_ingest_local" in created["predictions_ingest_mv"][1]
     assert created["predictions_ingest_local"][1].rstrip().endswith("ENGINE = Null")
+    # The window states sit beside the predictions of their partition: the view reads and writes one shard.
+    assert "TO window_states_local" in created["window_states_mv"][1]
+    assert "FROM predictions_local ARRAY JOIN" in created["window_states_mv"][1]
 
 
 @pytest.mark.parametrize("bad", ["x'; DROP TABLE t; --", "a b", ""])
