@@ -69,6 +69,8 @@ models:
       range: {{start: {REFERENCE_START:%Y-%m-%dT%H:%M:%SZ}, end: {CURRENT_START:%Y-%m-%dT%H:%M:%SZ}}}
     window: {days}d
     drift: {{prediction: true, target: false, window_states: {str(states).lower()}}}
+    multivariate: {{enabled: false}}   # both read the window's rows (samples, a pass over every row):
+    estimation: {{enabled: false}}     # timed here is the univariate drift that states can serve
 """
 
 

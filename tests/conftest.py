@@ -58,6 +58,19 @@ def fresh_topics(settings: Settings, partitions: int = 3) -> Settings:
     return updated
 
 
+def own_database(settings: Settings):  # type: ignore[no-untyped-def]
+    """`settings` on a new, migrated database in the session's folder, and a client of it.
+
+    For tests whose collectors roll back on assignment: the lightweight DELETEs and the window-state
+    rebuild of a rollback scan the tables, which late in a full run hold every earlier test's rows; a
+    database of its own holds this test's rows only, as a deployment's tables hold its own.
+    """
+    own = settings.model_copy(update={"clickhouse_database": f"own_{uuid.uuid4().hex[:8]}"})
+    client = connect(own)
+    migrate(client)
+    return own, client
+
+
 @pytest.fixture
 def settings(base_settings: Settings) -> Settings:
     return fresh_topics(base_settings)

@@ -19,7 +19,6 @@ import json
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -30,8 +29,7 @@ import collector.loop as loop
 from collector.loop import Collector
 from driftline.contracts import EventKind
 from driftline.simulate import label_payload, metric_payload, prediction_payload
-from driftline.store import connect, migrate
-from tests.conftest import fresh_topics
+from tests.conftest import fresh_topics, own_database
 from tests.malformed import malformed_cases
 
 pytestmark = pytest.mark.integration
@@ -138,11 +136,8 @@ def test_three_collectors_keep_exactly_once_when_one_dies_mid_batch(base_setting
     # would after a while, and the survivors' on-assign rollbacks (lightweight DELETEs) do not have to mark the
     # parts of every earlier test. On the shared tables, late in a full run, one rollback took 90 s inside the
     # rebalance listener, a survivor missed its session timeout and was (rightly) fenced.
-    settings = fresh_topics(base_settings, partitions=PARTITIONS).model_copy(
-        update={"batch_max_events": 1500, "batch_max_seconds": 0.3,
-                "clickhouse_database": f"scale_{uuid.uuid4().hex[:8]}"})
-    store = connect(settings)
-    migrate(store)
+    settings, store = own_database(fresh_topics(base_settings, partitions=PARTITIONS).model_copy(
+        update={"batch_max_events": 1500, "batch_max_seconds": 0.3}))
     topics = list(settings.topics.values())
     everything = {(t, p) for t in topics for p in range(PARTITIONS)}
     stream, want, n_bad = _stream()

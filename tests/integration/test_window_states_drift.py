@@ -72,6 +72,8 @@ models:
     reference: {{{ref}}}
     window: 2d
     drift: {{exact_max_rows: 10000, target: false, window_states: {str(states).lower()}{extra}}}
+    multivariate: {{enabled: false}}
+    estimation: {{enabled: false}}
 """)
     return load_registry(path).get(MODEL)
 

@@ -19,6 +19,7 @@ from driftline.contracts import EventKind
 from driftline.privacy import PrivacySpec, Redactor
 from driftline.simulate import prediction_payload
 from driftline.store import window_states as ws
+from tests.conftest import own_database
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,10 @@ def test_rollback_and_replay_leave_states_equal_to_the_rows(settings, store, sta
     assert events(store, topic) == 100 and merged_states(store, topic) == recomputed(store, topic)
 
 
-def test_the_collectors_crash_recovery_replay_counts_each_event_once(settings, store) -> None:
+def test_the_collectors_crash_recovery_replay_counts_each_event_once(settings) -> None:
+    # In a database of its own: on the shared tables late in a full run, the on-assign rollback and rebuild
+    # kept the collector from consuming for over 60 s (see own_database).
+    settings, store = own_database(settings)
     topic = settings.topic_predictions
     offsets = OffsetStore(store, {t: EventKind(k) for k, t in settings.topics.items()}, "test")
     payloads = [prediction_payload(i, "states-replay") for i in range(100)]
@@ -101,12 +105,14 @@ def test_the_collectors_crash_recovery_replay_counts_each_event_once(settings, s
     collector = Collector(settings)  # on assignment: rollback (rows and states), then resume at offset 50
     runner = threading.Thread(target=collector.run, daemon=True)
     runner.start()
-    deadline = time.monotonic() + 60
-    while collector.stats.inserted < 50:
-        assert time.monotonic() < deadline, collector.stats.snapshot()
-        time.sleep(0.1)
-    collector.stop()
-    runner.join(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while collector.stats.inserted < 50:
+            assert time.monotonic() < deadline, collector.stats.snapshot()
+            time.sleep(0.1)
+    finally:  # never leave a collector writing into the store while the session's engine shuts down
+        collector.stop()
+        runner.join(timeout=60)
     assert collector.stats.inserted == 50
     assert events(store, topic) == 100
     assert merged_states(store, topic) == recomputed(store, topic)
