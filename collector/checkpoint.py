@@ -73,8 +73,13 @@ class OffsetStore:
         found = {(str(t), int(p)): int(o) for t, p, o in rows}
         return {tp: found[tp] for tp in wanted if tp in found}
 
-    def rollback(self, partitions: Mapping[tuple[str, int], int]) -> int:
-        """Delete rows at or past each partition's committed offset; returns how many were removed."""
+    def rollback(self, partitions: Mapping[tuple[str, int], int], *, rebuild_states: bool = True) -> int:
+        """Delete rows at or past each partition's committed offset; returns how many were removed.
+
+        `rebuild_states=False` leaves the window states over-counted: for the writer's retries, which call
+        `rebuild_states` once an attempt has written the batch (before its commit), so that attempts
+        against a failing store stay as cheap as before and a stop does not wait for a rebuild.
+        """
         removed = 0
         for (topic, partition), next_offset in partitions.items():
             kind = self._kinds_by_topic.get(topic)
@@ -90,10 +95,20 @@ class OffsetStore:
                         "rolled back uncommitted rows",
                         extra={"table": table, "topic": topic, "partition": partition, "from_offset": next_offset, "rows": n},
                     )
-            if kind is EventKind.PREDICTION:
-                # The view counted the deleted rows into the window states too: make those equal the rows left.
-                window_states.rebuild_after_rollback(self._client, topic, partition, next_offset)
+        if rebuild_states:
+            self.rebuild_states(partitions)
         return removed
+
+    def rebuild_states(self, partitions: Mapping[tuple[str, int], int]) -> None:
+        """Make the window states of each prediction partition, from `offset`'s block on, equal the stored rows.
+
+        The view counted deleted (rolled back) rows too; a check by counting, so a partition whose states
+        already match costs two small queries. A crash before it is repaired by the rollback at the next
+        assignment, which starts at the uncommitted batch's first offset.
+        """
+        for (topic, partition), offset in partitions.items():
+            if self._kinds_by_topic.get(topic) is EventKind.PREDICTION:
+                window_states.rebuild_after_rollback(self._client, topic, partition, offset)
 
     def claim(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
         """Take ownership of newly assigned partitions: one row each with the next epoch; returns the epochs.

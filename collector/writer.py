@@ -109,6 +109,7 @@ class BatchWriter:
         """True once the batch is durable; False if stopping made us give up on it."""
         delay = BACKOFF_START_S
         attempt = 0
+        starts = {tp: r.first_offset for tp, r in batch.ranges.items()}
         while True:
             attempt += 1
             started = time.perf_counter()
@@ -120,8 +121,10 @@ class BatchWriter:
                     # (only while the partitions are ours: the rows past the offset may be the new owner's).
                     if guard is not None:
                         guard()
-                    self._offsets.rollback({tp: r.first_offset for tp, r in batch.ranges.items()})
+                    self._offsets.rollback(starts, rebuild_states=False)
                 rejected = self._sink.write(batch, guard)
+                if attempt > 1:  # the failed attempts' rows were counted into the window states too
+                    self._offsets.rebuild_states(starts)
                 flush_ms = (time.perf_counter() - started) * 1000
                 if guard is not None:
                     guard()

@@ -133,3 +133,28 @@ def test_http_ingest_with_hashed_fields_keeps_states_of_what_is_stored(store) ->
     assert sum(sum(counts) for _, counts in hashed) == 60
     assert all(k.startswith("hmac:") for keys, _ in hashed for k in keys)
     assert sum(row[3] for row in mine if row[2] == "") == 60  # events
+
+
+def test_a_writer_retry_after_a_half_written_batch_leaves_the_states_exact(settings, store, monkeypatch) -> None:
+    """Each failed attempt's rows reached the states through the view; the successful attempt rebuilds them."""
+    from collector.stats import CollectorStats
+    from collector.writer import BatchWriter
+    from tests.integration.test_checkpoint_protocol import FlakyStore
+
+    monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.01)
+    topic = settings.topic_predictions
+    payloads = [prediction_payload(i, "states-retry") for i in range(60)]
+    payloads[5] = b"{not json"  # a dead letter: its insert is the one that fails, after the rows landed
+    decoder = RecordDecoder({EventKind(k): t for k, t in settings.topics.items()}, settings.max_event_bytes)
+    batch = Batch()
+    decoder.add_records(batch, topic, 0, [Origin(topic, 0, i, b"k", p) for i, p in enumerate(payloads)])
+    flaky = FlakyStore(store, failures=2)
+    stats = CollectorStats()
+    writer = BatchWriter(ClickHouseSink(flaky), OffsetStore(flaky, {t: EventKind(k) for k, t in settings.topics.items()},
+                                                           "test"), stats)
+    writer.submit(batch)
+    assert writer.drain(timeout=60)
+    writer.close(timeout=5)
+    assert stats.store_errors == 2 and flaky.failures == 0
+    assert events(store, topic) == 59
+    assert merged_states(store, topic) == recomputed(store, topic)
