@@ -144,9 +144,9 @@ def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, st
 def test_stop_is_bounded_when_the_store_is_down_and_nothing_is_committed(settings, monkeypatch) -> None:
     """A stop with ClickHouse refusing writes ends within the shutdown timeout, reports failure, commits nothing.
 
-    In a database of its own: each retry rolls back (and rebuilds the window states of) the half-written
-    batch, and a stop waits for a rollback in flight; on the shared tables late in a full run one took
-    seconds (8.06 s against the 8 s bound, in CI).
+    In a database of its own (see own_database): each retry rolls back the half-written batch and a stop
+    waits for the attempt in flight; on the shared tables late in a full run, when retries also rebuilt
+    the window states, one stop took 8.06 s against the 8 s bound in CI.
     """
     import collector.loop as loop
 
