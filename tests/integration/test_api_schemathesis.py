@@ -40,6 +40,11 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 @pytest.fixture
 def api_schema(base_settings, store, tmp_path: Path):  # type: ignore[no-untyped-def]
+    return build_api_schema(base_settings, store, tmp_path)
+
+
+def build_api_schema(base_settings, store, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The API over `base_settings`' database with one model and three hours of drift results, and its schema."""
     name = f"fuzz-{tag()}"
     models_file = tmp_path / "models.yaml"
     models_file.write_text(json.dumps({"models": [{
@@ -66,6 +71,7 @@ def httpx_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_generated_requests_get_no_5xx_and_answers_match_the_document(api_schema) -> None:  # type: ignore[no-untyped-def]
     """Every operation, up to EXAMPLES_PER_OPERATION schema-valid and as many schema-violating cases each;
     failures are collected per operation and mode."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -14,9 +15,10 @@ from tests.malformed import malformed_cases
 @pytest.mark.parametrize(
     "kind,payload",
     [
-        (EventKind.PREDICTION, prediction_payload(1, "m")),
-        (EventKind.LABEL, label_payload(1, "m")),
-        (EventKind.METRIC, metric_payload(1, "m")),
+        # Seeded: the payloads are in the test ids, which every pytest-xdist worker must collect alike.
+        (EventKind.PREDICTION, prediction_payload(1, "m", rng=random.Random(1))),
+        (EventKind.LABEL, label_payload(1, "m", rng=random.Random(1))),
+        (EventKind.METRIC, metric_payload(1, "m", rng=random.Random(1))),
         (EventKind.PREDICTION, b'{"event_id":"e","model":"m","model_version":"v1.2","ts":"2026-01-01T10:00:00+02:00",'
                                b'"features":{"a":1,"b":"x","c":null},"prediction":"cat"}'),
         (EventKind.PREDICTION, b'  {\n "event_id":"e","model":"m","model_version":"1","ts":"2026-01-01T00:00:00Z",\n'
