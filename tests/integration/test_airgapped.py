@@ -61,6 +61,7 @@ def test_the_guard_refuses_and_records_what_leaves_the_machine(tmp_path: Path) -
     assert "getaddrinfo 'pypi.org'" in log.read_text()
 
 
+@pytest.mark.slow
 def test_up_ingest_and_the_report_page_run_without_a_network(tmp_path: Path) -> None:
     log = tmp_path / "net.log"
     sandbox = network_namespace()

@@ -13,6 +13,8 @@ import email
 from email.policy import default
 from pathlib import Path
 
+import pytest
+
 from alerts import outbox
 from alerts.evaluate import Evaluator
 from alerts.silences import Matcher, create_silence, list_silences
@@ -59,6 +61,7 @@ def test_hostile_label_values_and_silence_text_stay_data(store) -> None:  # type
     assert muted[0][0].startswith("silenced:")
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_files_and_hostile_arguments_cleanly(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_text("models:\n  - {name: churn, task: regression, features: {x: numeric}, "
                                           "reference: {rolling: {offset: 7d}}}\n")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 import numpy as np
 import pandas as pd
 
@@ -24,6 +26,7 @@ def sample(rng: np.random.Generator, n: int, x1_mean: float) -> pd.DataFrame:
                          "c": rng.choice(["web", "app", "store"], n)})
 
 
+@pytest.mark.slow
 def test_new_version_resolves_old_alerts_and_uses_its_own_reference(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     name = f"ver-{tag()}"
     registry = registry_of(name, reference={"upload": "train", "per_version": True},

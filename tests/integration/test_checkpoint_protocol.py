@@ -42,6 +42,7 @@ def _count(store, topic: str) -> tuple[int, int]:
     ).result_rows[0]
 
 
+@pytest.mark.slow
 def test_a_half_written_batch_is_rolled_back_and_replayed_once(settings, store) -> None:
     topic = settings.topic_predictions
     payloads = [prediction_payload(i, "ckpt-model") for i in range(100)]
@@ -119,6 +120,7 @@ class FlakyStore:
         return getattr(self._client, name)
 
 
+@pytest.mark.slow
 def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, store, monkeypatch) -> None:
     monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.01)
     topic = settings.topic_predictions
@@ -141,6 +143,7 @@ def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, st
     assert json.loads(payloads[0])["model"] == "flaky-model"
 
 
+@pytest.mark.slow
 def test_stop_is_bounded_when_the_store_is_down_and_nothing_is_committed(settings, monkeypatch) -> None:
     """A stop with ClickHouse refusing writes ends within the shutdown timeout, reports failure, commits nothing.
 
@@ -175,6 +178,7 @@ def test_stop_is_bounded_when_the_store_is_down_and_nothing_is_committed(setting
     assert _offsets(store, settings).committed([(topic, p) for p in range(3)]) == {}
 
 
+@pytest.mark.slow
 def test_a_retried_commit_counts_refused_rows_once(settings, store, monkeypatch) -> None:
     """Rows ClickHouse refuses move from events to dead letters once, however often the commit is retried."""
     monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.01)

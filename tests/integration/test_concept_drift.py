@@ -37,6 +37,7 @@ def events(store, name: str) -> list[tuple[str, int]]:  # type: ignore[no-untype
                        "ORDER BY position, detector", parameters={"m": name}).result_rows
 
 
+@pytest.mark.slow
 def test_each_detector_fires_within_its_bound_after_the_jump_and_never_on_the_stable_prefix(store) -> None:  # type: ignore[no-untyped-def]
     name = f"cd-step-{tag()}"
     seed_stream(store, name)

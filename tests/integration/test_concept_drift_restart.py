@@ -73,6 +73,7 @@ def _kill_after_batches(folder: Path, models: Path, batches: int) -> None:
     assert seen == batches and proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_sigkill_mid_stream_and_restart_reach_the_same_firings_and_state(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     models = tmp_path / "models.yaml"
     models.write_text(REGISTRY)

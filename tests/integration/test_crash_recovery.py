@@ -109,6 +109,7 @@ def _duplicates(path: Path) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [11])
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings, tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
@@ -133,6 +134,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings, tmp_pa
     assert _duplicates(store) == {t: 0 for t in ("predictions", "labels", "infra_metrics", "dead_letters")}
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_and_exits_zero_and_a_restart_keeps_the_data(settings, tmp_path: Path) -> None:
     store = tmp_path / "store"
     proc = CollectorProcess(settings, store, tmp_path / "collector.log", batch_max_events=5000, batch_max_seconds=5)
@@ -160,6 +162,7 @@ def test_sigterm_flushes_and_exits_zero_and_a_restart_keeps_the_data(settings, t
     assert _duplicates(store)["predictions"] == 0
 
 
+@pytest.mark.slow
 def test_migrations_run_twice_change_nothing(tmp_path: Path) -> None:
     env = clean_env(clickhouse_url=f"chdb:{tmp_path / 'store'}")
     first = run_driftline(["db", "migrate"], env)

@@ -140,6 +140,7 @@ def monkeypatch_module():  # type: ignore[no-untyped-def]
         yield mp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query", QUERIES, ids=[f"{q.dashboard}: {q.title}" for q in QUERIES])
 def test_every_dashboard_query_returns_the_columns_its_panel_reads(seeded, query: PanelQuery) -> None:  # type: ignore[no-untyped-def]
     store, name, windows = seeded

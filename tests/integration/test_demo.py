@@ -26,6 +26,7 @@ from tests.conftest import clean_env, query_store, run_driftline
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_story_and_leaves_a_folder_to_query(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     api_port = free_port()

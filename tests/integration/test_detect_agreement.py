@@ -132,6 +132,7 @@ NUMERIC_METHODS = sorted(n for n, m in METHODS.items() if ColumnType.NUMERIC in 
 CATEGORICAL_METHODS = sorted(n for n, m in METHODS.items() if ColumnType.CATEGORICAL in m.column_types)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["small", "large"])
 @pytest.mark.parametrize("method", sorted(set(NUMERIC_METHODS) | set(CATEGORICAL_METHODS)))
 def test_every_method_agrees_with_evidently_through_clickhouse(store, datasets, size: str, method: str) -> None:  # type: ignore[no-untyped-def]
@@ -154,6 +155,7 @@ def test_every_method_agrees_with_evidently_through_clickhouse(store, datasets, 
     assert checked >= 2, f"{method} ran on too few features: {ours}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["small", "large"])
 def test_default_methods_match_evidently_choice_and_flag_exactly_the_drifted_features(store, datasets, size: str) -> None:  # type: ignore[no-untyped-def]
     from evidently.legacy.calculations.stattests.registry import get_stattest
@@ -174,6 +176,7 @@ def test_default_methods_match_evidently_choice_and_flag_exactly_the_drifted_fea
     assert {f for f, r in ours.items() if r["drifted"]} == DRIFTED
 
 
+@pytest.mark.slow
 def test_ecdf_statistics_equal_scipy(store, datasets) -> None:  # type: ignore[no-untyped-def]
     """KS D, W1, energy distance, Anderson-Darling and Cramer-von Mises straight from scipy."""
     model, ref, cur = datasets["large"]
@@ -191,6 +194,7 @@ def test_ecdf_statistics_equal_scipy(store, datasets) -> None:  # type: ignore[n
             assert rel_diff(float(ours[feature]["statistic"]), float(scipy_statistic(r, c))) < 1e-6, (method, feature)
 
 
+@pytest.mark.slow
 def test_fine_bins_stay_within_the_stated_bound_and_verdict(store, datasets) -> None:  # type: ignore[no-untyped-def]
     """Above `exact_max_rows`, W1 and energy come from fine bins: bounded memory, bounded error."""
     model, ref, cur = datasets["large"]
@@ -206,6 +210,7 @@ def test_fine_bins_stay_within_the_stated_bound_and_verdict(store, datasets) -> 
                 assert rel_diff(float(row["score"]), float(theirs.drift_score)) < FINE_BIN_W1_BOUND, (method, feature)
 
 
+@pytest.mark.slow
 def test_heavy_tails_near_the_threshold_are_refined_to_the_same_verdict(base_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Equal-width bins over a range stretched by outliers cannot settle a score near its threshold:
     the detector refines those columns with quantile edges, and the verdict and score match Evidently."""

@@ -88,6 +88,7 @@ def test_models_check_lists_models_and_rejects_a_bad_file_with_its_line(workspac
     assert "Traceback" not in failed.stderr
 
 
+@pytest.mark.slow
 def test_reference_upload_validates_the_file_before_writing(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, env = workspace
     missing = tmp_path / "missing.csv"
@@ -103,6 +104,7 @@ def test_reference_upload_validates_the_file_before_writing(workspace, tmp_path:
     assert query_store(root / "store", "SELECT count() FROM reference_rows") == [["0"]]
 
 
+@pytest.mark.slow
 def test_backfill_detects_every_window_replaces_on_rerun_and_reports(workspace) -> None:  # type: ignore[no-untyped-def]
     root, env = workspace
     up = run_driftline(["reference", "upload", "--model", "shop", "--name", "train", str(root / "train.csv")], env)

@@ -19,6 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 import pandas as pd
 
 from collector.loop import Collector
@@ -57,6 +59,7 @@ def wait_for(what: str, check, timeout: float = 120.0):  # type: ignore[no-untyp
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_scheduled_detection_flags_drift_after_injection_and_accuracy_drop_once_labels_arrive(
     settings, store, tmp_path: Path
 ) -> None:

@@ -15,6 +15,8 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 import numpy as np
 import pandas as pd
 
@@ -116,6 +118,7 @@ def test_guards_segments_and_quality(store, tmp_path: Path) -> None:  # type: ig
     assert quality[("", "volume_ratio")] == (0.5, 1, "failed")
 
 
+@pytest.mark.slow
 def test_effect_size_keeps_a_tiny_but_significant_shift_from_counting_as_drift(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(7)
     name = f"effect-{uuid.uuid4().hex[:6]}"

@@ -42,6 +42,7 @@ def _scheduler(base_settings, registry: Registry, shard: Shard, worker: str, sin
                              claim_settle=dt.timedelta(seconds=0.3))
 
 
+@pytest.mark.slow
 def test_two_shards_split_ten_models_and_judge_every_window_once(base_settings, store) -> None:  # type: ignore[no-untyped-def]
     registry = _registry(uuid.uuid4().hex[:6])
     names = [m.name for m in registry.models]
@@ -70,6 +71,7 @@ def test_two_shards_split_ten_models_and_judge_every_window_once(base_settings, 
     print(f"\nshards 0/2 and 1/2: {len(owned[0])} + {len(owned[1])} models, {len(runs)} windows, each run once")
 
 
+@pytest.mark.slow
 def test_two_workers_misconfigured_on_the_same_shard_still_judge_each_window_once(base_settings, store) -> None:  # type: ignore[no-untyped-def]
     """Both left at the default 0/1 and ticking every model at the same instant: the claims pick one per window."""
     registry = _registry(uuid.uuid4().hex[:6])

@@ -116,6 +116,7 @@ def nannyml_estimates(monkeypatch: pytest.MonkeyPatch, reference: pd.DataFrame,
                          "accuracy": result[("accuracy", "value")].to_numpy()})
 
 
+@pytest.mark.slow
 def test_cbpe_follows_realized_performance_and_agrees_with_nannyml(store, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(8)
@@ -184,6 +185,7 @@ def regression_rows(rng: np.random.Generator, n: int, sd: float) -> pd.DataFrame
 TOLERANCE_DLE = 0.06  # relative, per window
 
 
+@pytest.mark.slow
 def test_dle_follows_realized_error_of_a_regressor(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(10)
     name = f"est-reg-{uuid.uuid4().hex[:6]}"
@@ -224,6 +226,7 @@ def multiclass_rows(rng: np.random.Generator, n: int, sd: float) -> pd.DataFrame
                          **{f"p{k}": model[:, k] for k in range(3)}})
 
 
+@pytest.mark.slow
 def test_cbpe_multiclass_accuracy_follows_realized_per_segment(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(12)
     name = f"est-multi-{uuid.uuid4().hex[:6]}"

@@ -96,6 +96,7 @@ def _normal(value: Any) -> Any:
     return _num_or_str(value)
 
 
+@pytest.mark.slow
 def test_100k_fuzzed_events_are_each_stored_or_dead_lettered_with_their_bytes(store) -> None:  # type: ignore[no-untyped-def]
     events = generate()
     assert len(events) >= MIN_EVENTS, len(events)

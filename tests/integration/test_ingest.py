@@ -54,6 +54,7 @@ def _build_stream(seed: int = 7):
     return stream, good, bad
 
 
+@pytest.mark.slow
 def test_100k_events_with_1pct_malformed_land_exactly_once(settings, store) -> None:
     stream, good, bad = _build_stream()
     collector = Collector(settings.model_copy(update={"batch_max_events": 20_000, "batch_max_seconds": 0.5}))

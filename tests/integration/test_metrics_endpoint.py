@@ -218,6 +218,7 @@ def test_a_store_that_fails_the_scrape_queries_is_store_up_0_not_a_failed_scrape
     assert ("driftline_collector_batches_total", frozenset()) in samples  # the rest of the exposition is intact
 
 
+@pytest.mark.slow
 def test_a_running_collector_counts_what_it_consumes_and_stores(api, settings, store) -> None:  # type: ignore[no-untyped-def]
     client, name = api
     before = scrape(client)

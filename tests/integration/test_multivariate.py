@@ -87,6 +87,7 @@ def setup(store, tmp_path: Path) -> ModelSpec:  # type: ignore[no-untyped-def]
     return model
 
 
+@pytest.mark.slow
 def test_a_flipped_correlation_is_caught_by_both_methods_and_no_univariate_test(  # type: ignore[no-untyped-def]
         store, base_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = setup(store, tmp_path)

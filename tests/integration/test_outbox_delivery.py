@@ -123,6 +123,7 @@ def test_email_waits_for_the_smtp_server_and_arrives_once(store) -> None:  # typ
     assert got["Message-ID"] == "<once@driftline>" and got["Subject"] == "drift"
 
 
+@pytest.mark.slow
 def test_notifier_killed_mid_retry_and_restarted_delivers_once(tmp_path: Path) -> None:
     """`driftline deliveries run` is SIGKILLed while the receiver holds its fourth attempt; a new one finishes."""
     (tmp_path / "models.yaml").write_text("models:\n  - {name: churn, task: regression, features: {x: numeric}, "

@@ -101,6 +101,7 @@ def scan(folder: Path, needles: list[str]) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_governed_values_are_nowhere_in_the_store_and_detectors_still_work(tmp_path: Path) -> None:
     v, rng = Values(), random.Random(7)
     (tmp_path / "privacy.key").write_text(KEY)

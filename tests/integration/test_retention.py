@@ -92,6 +92,7 @@ def test_expired_rows_go_recent_ones_stay_and_the_latest_offsets_survive(base_se
                 "next_offset") == [(0, 0, 250, 250), (0, 250, 300, 50), (1, 0, 40, 40)]
 
 
+@pytest.mark.slow
 def test_the_collector_resumes_exactly_after_its_commit_log_is_folded(base_settings: Settings) -> None:
     from tests.conftest import fresh_topics
 

@@ -130,6 +130,7 @@ def _wait(condition, timeout: float, what) -> None:  # type: ignore[no-untyped-d
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_three_collectors_keep_exactly_once_when_one_dies_mid_batch(base_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.05)
     # A database of its own in the session's folder: the tables then hold this test's rows only, as a deployment's

@@ -38,6 +38,7 @@ def test_windows_are_aligned_and_cover_a_range() -> None:
     assert starts == [0, 10, 20, 30]
 
 
+@pytest.mark.slow
 def test_catch_up_after_downtime_and_retry_of_failures(base_settings, store, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     tag = uuid.uuid4().hex[:6]
     good, bad = f"sched-{tag}", f"broken-{tag}"

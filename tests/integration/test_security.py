@@ -109,6 +109,7 @@ def _counts(store) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return {name: int(n or 0) for name, n in rows}
 
 
+@pytest.mark.slow
 def test_hostile_strings_through_every_parameter_and_body_field_are_refused_or_stored_literally(api, store) -> None:  # type: ignore[no-untyped-def]
     client, a, _, _, _ = api
     doc = client.get("/openapi.json").json()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from collector.loop import Collector
 from driftline.producer import PredictionLogger
 from driftline.traffic import TrafficSpec, run
 from tests.integration.alerting import tag
 
 
+@pytest.mark.slow
 def test_simulated_traffic_is_valid_and_drifts_on_time(settings, store) -> None:  # type: ignore[no-untyped-def]
     model = f"sim-{tag()}"
     spec = TrafficSpec(model=model, rate=100.0, drift_after_s=1.5, label_delay_s=0.3, metrics_every_s=0.5,

@@ -46,6 +46,7 @@ def wait_for_log(up: subprocess.Popen[bytes], cwd: Path, ready: Callable[[bytes]
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     env = clean_env(local_broker_port=port, kafka_session_timeout_ms=6000, kafka_max_poll_interval_ms=10000,
@@ -71,6 +72,7 @@ def test_up_starts_a_broker_ingests_a_first_event_and_stops_cleanly(tmp_path: Pa
     assert rows == [["age", "42.0", ""], ["country", "", "NL"], ["income", "51000.0", ""]]
 
 
+@pytest.mark.slow
 def test_up_says_what_to_do_when_its_port_is_taken(tmp_path: Path, broker) -> None:
     env = clean_env(local_broker_port=broker.port, api_port=free_port())
     done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path, env=env,
@@ -100,6 +102,7 @@ def test_prediction_logger_refuses_bad_names_before_sending(settings) -> None:
         assert len(event_id) == 32
 
 
+@pytest.mark.slow
 def test_db_query_is_read_only_and_explains_refusals(tmp_path: Path) -> None:
     env = clean_env(clickhouse_url=f"chdb:{tmp_path / 'store'}")
     assert run_driftline(["db", "migrate"], env).returncode == 0
@@ -110,6 +113,7 @@ def test_db_query_is_read_only_and_explains_refusals(tmp_path: Path) -> None:
     assert query_store(tmp_path / "store", "EXISTS TABLE predictions") == [["1"]]
 
 
+@pytest.mark.slow
 def test_up_runs_the_detector_schedule_and_the_alert_dispatcher(tmp_path: Path) -> None:
     """With models.yaml and alerts.yaml beside it, `up` validates both, schedules each model, records its runs, and
     its dispatcher delivers what the outbox holds (here a test email queued before it started)."""
@@ -152,6 +156,7 @@ def test_up_runs_the_detector_schedule_and_the_alert_dispatcher(tmp_path: Path) 
     assert states == [["drift", "inactive"]]  # evaluated after each tick: no data, no alert
 
 
+@pytest.mark.slow
 def test_api_serves_alone_and_up_reports_a_taken_api_port(tmp_path: Path) -> None:
     token = "api-test-token-0123456789"
     (tmp_path / "tokens.yaml").write_text(f"tokens:\n  - {{name: t, sha256: {hashlib.sha256(token.encode()).hexdigest()}, "
@@ -178,6 +183,7 @@ def test_api_serves_alone_and_up_reports_a_taken_api_port(tmp_path: Path) -> Non
         assert api.wait(timeout=30) == 0, api.stderr.read()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_up_refuses_an_invalid_registry_before_starting(tmp_path: Path) -> None:
     (tmp_path / "models.yaml").write_text("models:\n  - name: m\n    task: regresion\n")
     done = subprocess.run([sys.executable, "-m", "driftline.cli", "up"], cwd=tmp_path,

@@ -141,6 +141,7 @@ def test_methods_that_need_rows_take_the_raw_path_for_their_columns_only(loaded,
     _compare(from_mixed, _scores(loaded, raw))
 
 
+@pytest.mark.slow
 def test_unaligned_windows_and_incomplete_states_fall_back_to_raw_rows(loaded, tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = _registry(tmp_path)
     shifted = Window(WINDOW.start + dt.timedelta(minutes=30), WINDOW.end)
@@ -158,6 +159,7 @@ def test_unaligned_windows_and_incomplete_states_fall_back_to_raw_rows(loaded, t
     assert run_stage(loaded, model, WINDOW, "drift").drift_path == "states"
 
 
+@pytest.mark.slow
 def test_an_uploaded_reference_is_read_raw_beside_the_windows_states(loaded, tmp_path) -> None:  # type: ignore[no-untyped-def]
     names = list(FEATURES) + list(CATEGORIES)
     exprs = [f"variantElement(features['{n}'], 'Float64') AS `{n}`" for n in FEATURES]

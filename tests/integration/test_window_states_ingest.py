@@ -87,6 +87,7 @@ def test_rollback_and_replay_leave_states_equal_to_the_rows(settings, store, sta
     assert events(store, topic) == 100 and merged_states(store, topic) == recomputed(store, topic)
 
 
+@pytest.mark.slow
 def test_the_collectors_crash_recovery_replay_counts_each_event_once(settings) -> None:
     # In a database of its own: on the shared tables late in a full run, the on-assign rollback and rebuild
     # kept the collector from consuming for over 60 s (see own_database).
