@@ -91,6 +91,9 @@ def test_models_check_lists_models_and_rejects_a_bad_file_with_its_line(workspac
 @pytest.mark.slow
 def test_reference_upload_validates_the_file_before_writing(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, env = workspace
+    # The module's workspace is shared: another test may have uploaded this model's reference already (in a
+    # shuffled order). A refused upload must leave whatever was there, rows and count, untouched.
+    before = query_store(root / "store", "SELECT count() FROM reference_rows")
     missing = tmp_path / "missing.csv"
     pd.DataFrame({"price": [1.0], "channel": ["web"]}).to_csv(missing, index=False)
     failed = run_driftline(["reference", "upload", "--model", "shop", "--name", "train", str(missing)], env)
@@ -101,7 +104,7 @@ def test_reference_upload_validates_the_file_before_writing(workspace, tmp_path:
     assert failed.returncode == 2 and "column 'price', row 1: 'cheap' is not a number" in failed.stderr
     unknown = run_driftline(["reference", "upload", "--model", "nope", "--name", "train", str(wrong)], env)
     assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr
-    assert query_store(root / "store", "SELECT count() FROM reference_rows") == [["0"]]
+    assert query_store(root / "store", "SELECT count() FROM reference_rows") == before
 
 
 @pytest.mark.slow
