@@ -197,7 +197,9 @@ rules:
             deadline = time.monotonic() + 120
             last_run = f'"stage": "drift", "window": "[{last_window.start.isoformat()}, {last_window.end.isoformat()})"'
             _wait_for_log(log_path, offset, last_run, final, timeout=120)  # the last window judged
-            time.sleep(2.0)  # its alert evaluation (same tick) queues what it queues
+            # Its alert evaluation (after the tick) queues what it queues: wait until the rule has seen the
+            # last window judged `ok`, not for a time that measures the machine.
+            _wait_for_evaluation(port, _last_ok_window_end(log_path), final, deadline)
             settled = 0  # consecutive polls with nothing pending in the outbox (the service's own API says so)
             while settled < 2:
                 assert final.poll() is None and time.monotonic() < deadline, f"see {log_path}"
@@ -251,6 +253,43 @@ rules:
     assert undelivered == [] and lost_n == 0
     assert figures["duplicate_webhooks"] == 0 and set(ids_seen) <= hooks
     assert len(message_ids(inbox)) == len(mails)
+
+
+def _last_ok_window_end(log: Path) -> str | None:
+    """The end of the latest window that any `up` of the run logged as judged `ok` (what the rule observes)."""
+    ends = []
+    for line in log.read_bytes().decode("utf-8", "replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("msg") == "detector run" and entry.get("stage") == "drift" and entry.get("status") == "ok":
+            ends.append(dt.datetime.fromisoformat(entry["window"].split(", ")[1].rstrip(")")))
+    return max(ends).isoformat() if ends else None
+
+
+def _wait_for_evaluation(port: int, window_end: str | None, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until the rule's alert state (GET /alerts) has evaluated the window ending at `window_end`.
+
+    The evaluator queues a window's deliveries before it saves the alert state, so once the state has
+    seen that window, everything its evaluation queued is in the outbox.
+    """
+    if window_end is None:
+        return
+    wanted = dt.datetime.fromisoformat(window_end)
+    while True:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts?model={MODEL}&status=all",
+                                         headers={"authorization": f"Bearer {READ_TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                seen = [dt.datetime.fromisoformat(a["last_window_end"]) for a in json.loads(answer.read())
+                        if a["last_window_end"]]
+        except OSError:
+            seen = []  # not serving yet
+        if seen and max(seen) >= wanted:
+            return
+        assert proc.poll() is None and time.monotonic() < deadline, f"the rule never evaluated {window_end}"
+        time.sleep(0.2)
 
 
 def _nothing_pending(port: int) -> bool:
