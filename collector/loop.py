@@ -18,9 +18,10 @@ import time
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 
-from collector.batch import Batch
+from collector.batch import Batch, DeadLetter, Origin
 from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
+from collector.fetch_guard import UndecodableBatch, guard_fetcher
 from collector.sink import ClickHouseSink
 from collector.stats import CollectorStats
 from collector.writer import BatchWriter
@@ -58,12 +59,20 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
     the labels topic while predictions pour in) is held by the broker for
     this long, stalling the busy partitions behind it (measured: 300 ms
     stalls, a third of the run, at the default 500 ms).
+
+    `isolation_level="read_committed"`: records of aborted transactions and
+    the transaction markers are never returned, and a partition is read only
+    up to its last stable offset (the first record of an open transaction).
+    kafka-python skips aborted batches using the aborted-transactions list
+    the broker sends with each fetch (tests/unit/test_fetch_guard.py); a
+    broker that sends no such list (tansu 0.6.0, see the README) lets them through.
     """
     s = settings
     config: dict[str, object] = {
         "bootstrap_servers": (s.kafka_bootstrap_servers or "").split(","),
         "group_id": s.consumer_group,
         "enable_auto_commit": False,
+        "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
         "session_timeout_ms": s.kafka_session_timeout_ms,
         "heartbeat_interval_ms": max(s.kafka_session_timeout_ms // 3, 500),
@@ -108,6 +117,7 @@ class Collector:
         self._stop = stop_event or threading.Event()
         self._topics = list(topics.values())
         self._decoder = RecordDecoder(topics, settings.max_event_bytes, redactor)  # redactor: the privacy policies
+        self._redactor = redactor
         self._batch = Batch()
         self._store = connect(settings)
         kinds_by_topic = {t: k for k, t in topics.items()}
@@ -143,6 +153,7 @@ class Collector:
         """Consume until stopped. Returns True if everything consumed was flushed."""
         s = self.settings
         self._consumer = KafkaConsumer(**consumer_config(s, client_id=self.collector_id))
+        guard_fetcher(self._consumer)  # an undecodable batch raises UndecodableBatch, see _poll
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         log.info("collector started", extra={"collector": self.collector_id, "topics": self._topics,
                                               "store": s.redacted_clickhouse_url()})
@@ -174,7 +185,7 @@ class Collector:
         if self._batch:
             wait_ms = max(0, min(wait_ms, int((self.settings.batch_max_seconds - self._batch.age()) * 1000)))
         room = max(1, self.settings.batch_max_events - self._batch.size)
-        records = consumer.poll(timeout_ms=wait_ms, max_records=room)
+        records = self._poll(timeout_ms=wait_ms, max_records=room)
         self._add(records)
         batch = self._batch
         # Flush at the size or age bound; or early, once the batch is IDLE_FLUSH_AGE_S old, when a poll
@@ -187,6 +198,50 @@ class Collector:
                 self._submit()
         self._report_committed()
         self._maybe_progress()
+
+    def _poll(self, timeout_ms: int, max_records: int | None = None) -> dict[TopicPartition, list]:  # type: ignore[type-arg]
+        """`consumer.poll`, except that a record batch it cannot decode is dead-lettered and skipped.
+
+        One bad batch must not stop the collector, nor the other partitions: the poll that raised
+        returns nothing (records of other partitions drained with it are returned by the next poll,
+        kafka-python holds them back behind the error), and that partition resumes past the batch.
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            return consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except UndecodableBatch as bad:
+            self._skip_undecodable(bad)
+            return {}
+
+    def _skip_undecodable(self, bad: UndecodableBatch) -> None:
+        """Dead-letter an undecodable batch into the open batch and seek its partition past it.
+
+        The dead letter covers the skipped offsets in the open batch, so its checkpoint moves past
+        them with the batch, exactly once: a crash before that commit rolls the dead letter back and
+        the replay meets (and dead-letters) the same batch again. Nothing is skipped silently.
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        tp = TopicPartition(bad.topic, bad.partition)
+        if tp not in consumer.assignment() or consumer.position(tp) != bad.offset:
+            # A rebalance or a seek moved this partition since the fetch: whoever reads it meets the batch anew.
+            log.info("undecodable batch no longer next in line; not skipped here",
+                     extra={"topic": bad.topic, "partition": bad.partition, "offset": bad.offset})
+            return
+        raw = bad.raw
+        note = ""
+        if self._redactor is not None and self._redactor.policies:
+            raw, note = self._redactor.dead_letter(raw)  # privacy policies: undecodable bytes keep their digest only
+        origin = Origin(bad.topic, bad.partition, bad.offset, None, raw)
+        self._batch.dead_letters.append(DeadLetter(origin, "undecodable_batch", bad.describe() + note))
+        self._batch.cover(bad.topic, bad.partition, bad.offset, bad.next_offset, 0, 1, len(bad.raw))
+        consumer.seek(tp, bad.next_offset)
+        metrics.undecodable_batch(bad.topic, bad.reason)
+        log.error("record batch could not be decoded: dead-lettered and skipped",
+                  extra={"topic": bad.topic, "partition": bad.partition, "offset": bad.offset,
+                         "next_offset": bad.next_offset, "reason": bad.reason, "error": str(bad.cause),
+                         "error_type": type(bad.cause).__name__, "batch": bad.detail})
 
     def _add(self, records: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
         batch = self._batch
@@ -209,7 +264,7 @@ class Collector:
             consumer.pause(*paused)
             try:
                 while self._writer.full() and not self._stop.is_set():
-                    self._add(consumer.poll(timeout_ms=50))
+                    self._add(self._poll(timeout_ms=50))
                     self._report_committed()
             finally:
                 consumer.resume(*[tp for tp in paused if tp in consumer.assignment()])

@@ -65,7 +65,8 @@ EVENTS_STORED = Counter("driftline_collector_events_stored_total",
                         ["kind"], registry=REGISTRY)
 EVENTS_DEAD_LETTERED = Counter("driftline_collector_events_dead_lettered_total",
                                "Records written to the dead-letter table, by event kind and reason "
-                               "(invalid_json, oversized, contract, invalid_name, unknown_topic, store_rejected).",
+                               "(invalid_json, oversized, contract, invalid_name, unknown_topic, store_rejected, "
+                               "undecodable_batch).",
                                ["kind", "reason"], registry=REGISTRY)
 BATCHES = Counter("driftline_collector_batches_total", "Batches the collector made durable (rows, dead letters and "
                   "checkpoint).", registry=REGISTRY)
@@ -76,6 +77,11 @@ LAG = Gauge("driftline_collector_lag_records", "Records behind the partition's h
             "was cut, per assigned topic-partition.", ["topic", "partition"], registry=REGISTRY)
 STORE_ERRORS = Counter("driftline_collector_store_errors_total",
                        "Failed batch write attempts (ClickHouse unavailable or the checkpoint failing).", registry=REGISTRY)
+UNDECODABLE_BATCHES = Counter(
+    "driftline_collector_undecodable_batches_total",
+    "Kafka record batches the consumer could not decode, dead-lettered whole (one dead letter per batch) and "
+    "skipped, by topic and reason (codec_unavailable, corrupt, too_large). Counted when met: a batch met again "
+    "after a crash replay counts again.", ["topic", "reason"], registry=REGISTRY)
 WRITE_RETRIES = Counter("driftline_collector_write_retries_total",
                         "Batch write attempts after the first (each after rolling back the failed one).",
                         registry=REGISTRY)
@@ -129,6 +135,10 @@ MAX_SERIES = 1000  # per scrape-time query: a bound on the series a store can ma
 
 def consumed(kind: str, count: int) -> None:
     EVENTS_CONSUMED.labels(kind).inc(count)
+
+
+def undecodable_batch(topic: str, reason: str) -> None:
+    UNDECODABLE_BATCHES.labels(topic, reason).inc()
 
 
 def batch_written(batch: Batch, rejected: list[DeadLetter], kinds: Mapping[str, str],
