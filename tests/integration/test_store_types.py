@@ -15,6 +15,9 @@ from collector.batch import Batch, Origin
 from collector.decode import RecordDecoder
 from collector.sink import ClickHouseSink
 from driftline.contracts import EventKind
+from driftline.store import migrate
+from driftline.store.migrations import _entry_select
+from tests.conftest import own_database
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +52,36 @@ def test_feature_prediction_and_label_types_follow_the_json_tokens(settings, sto
     labels = store.query("SELECT event_id, variantType(label), toString(label) FROM labels "
                          "WHERE model = 'types' ORDER BY event_id").result_rows
     assert labels == [("types-1", "Float64", "0"), ("types-2", "Float64", "0")]
+
+
+LABEL_TOKEN = "JSONExtractRaw(raw, 'label')"
+
+
+def _legacy_value(raw: str) -> str:
+    """The ingest views' typing before migration 10: by the JSON token alone ("1.0" stayed a string)."""
+    return (f"if(startsWith({raw}, '\"'), CAST(JSONExtractString({raw}) AS Variant(Float64, String)), "
+            f"CAST(toFloat64OrNull({raw}) AS Variant(Float64, String)))")
+
+
+def test_migration_10_moves_an_existing_store_to_the_value_model(settings) -> None:  # type: ignore[no-untyped-def]
+    own, client = own_database(settings)
+    legacy = _entry_select(
+        "labels", fields="event_id String, model String",
+        columns=f"e.event_id AS event_id, e.model AS model, {_legacy_value(LABEL_TOKEN)} AS label")
+    client.command(f"ALTER TABLE labels_ingest_mv MODIFY QUERY {legacy}")  # a store as migrations 1-9 left it
+    client.command("DELETE FROM schema_migrations WHERE version = 10")
+
+    def store_label(offset: int) -> tuple[str, str]:
+        raw = json.dumps({"event_id": f"up-{offset}", "model": "upgrade", "ts": "2026-03-02T00:00:00Z",
+                          "label": "1.0"}).encode()
+        batch = Batch()
+        decoder = RecordDecoder({EventKind(k): t for k, t in own.topics.items()}, own.max_event_bytes)
+        decoder.add_records(batch, own.topic_labels, 0, [Origin(own.topic_labels, 0, offset, None, raw)])
+        assert ClickHouseSink(client).write(batch) == []
+        return client.query("SELECT variantType(label), toString(label) FROM labels WHERE event_id = {e:String}",
+                            parameters={"e": f"up-{offset}"}).result_rows[0]
+
+    assert store_label(0) == ("String", "1.0")  # the old form, as the issue found it
+    assert migrate(client) == [10]
+    assert store_label(1) == ("Float64", "1")
+    assert migrate(client) == []  # idempotent
