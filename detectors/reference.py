@@ -248,12 +248,20 @@ def _check_classes(model: ModelSpec, layout: Layout, classes: Classes, path: Pat
                 f"{path}: column {column!r} ({role}) holds more than two classes ({shown}, ...) but model "
                 f"{model.name!r} is binary with positive_label {positive!r}: expected {positive!r} and one other "
                 "class" + (" (scores belong in a score or proba column)" if role == "prediction" else ""))
-    if classes.label and positive not in classes.label:
-        shown = ", ".join(repr(c) for c in classes.label)
+    together = {*classes.label, *classes.prediction}
+    if classes.label and positive not in classes.label and (positive not in together or len(together) > 2):
+        # A sample whose labels are all negative is possible (its predictions then name the positive class);
+        # labels that could never be positive_label, or that name a third class beside the predictions, are not.
+        shown = ", ".join(repr(c) for c in sorted(classes.label))
         raise ReferenceError(
             f"{path}: column {layout.label!r} (label) holds the classes {shown}, none of them positive_label "
             f"{positive!r} of model {model.name!r}: expected {positive!r} and one other class (1, 1.0, \"1\" and "
             "true are one class; set positive_label to the class that is positive)")
+    if len(together) > 2:
+        raise ReferenceError(
+            f"{path}: columns {layout.label!r} (label) and {layout.prediction!r} (prediction) hold "
+            f"{len(together)} classes together ({', '.join(repr(c) for c in sorted(together)[:6])}); model "
+            f"{model.name!r} is binary: expected {positive!r} and one other class")
     others = {c for c in (*classes.label, *classes.prediction) if c != positive}
     return others.pop() if len(others) == 1 else None
 

@@ -199,3 +199,6 @@ def test_a_reference_that_contradicts_positive_label_is_refused_naming_the_colum
     stored = store.query("SELECT count() FROM reference_rows WHERE model = {m:String}",
                          parameters={"m": model.name}).result_rows[0][0]
     assert stored == 0  # nothing written by a refused upload
+    # A sample without positives is possible: its predictions name the positive class, so it is accepted.
+    bad.assign(y_true=0.0, prediction=ref["y"]).to_csv(tmp_path / "negatives.csv", index=False)
+    assert upload(store, model, "train", tmp_path / "negatives.csv", show_progress=False).rows == len(ref)
