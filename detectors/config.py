@@ -30,6 +30,7 @@ from pydantic import (
 from detectors.methods.registry import get_method
 from detectors.summaries import ColumnType
 from driftline.privacy import PrivacySpec
+from driftline.values import class_name
 from driftline.yamlfile import (
     ConfigError,
     Duration,
@@ -234,12 +235,37 @@ def versioned_reference(name: str, model_version: str) -> str:
     return f"{name}{VERSION_SEPARATOR}{model_version}"
 
 
+def _class_names(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {class_name(k, what="proba class"): v for k, v in value.items()}
+    return value
+
+
+class UploadColumns(Strict):
+    """Where an uploaded reference file keeps the model's output, when not under the documented names.
+
+    Documented names: `prediction`, `label`, and `proba_<class>` per class. A binary model's single score
+    column (scikit-learn's `predict_proba(X)[:, 1]`, often `y_pred_proba`) is `score`: the probability of
+    `positive_label`. Columns the upload does not use are listed in its answer, never dropped silently.
+    """
+
+    prediction: str = Field("prediction", min_length=1, description="Column with the model's output.")
+    label: str = Field("label", min_length=1, description="Column with the true label.")
+    proba_prefix: str = Field("proba_", min_length=1, description="Columns `<prefix><class>`: probability of class.")
+    proba: Annotated[dict[str, str], BeforeValidator(_class_names)] = Field(
+        default_factory=dict, description="Class -> column with its probability (classes in any spelling: 1, 1.0, true).")
+    score: str | None = Field(None, min_length=1, description="Binary models: one column with the probability of "
+                                                             "positive_label.")
+
+
 class ReferenceSpec(Strict):
     upload: Identifier | None = Field(None, description="Name of a reference uploaded with `driftline reference upload`.")
     range: RangeReference | None = None
     rolling: RollingReference | None = None
     per_version: bool = Field(False, description="With `upload`: each model version is compared with its own upload "
                                                  "(`reference upload --model-version V`).")
+    columns: UploadColumns = Field(default_factory=UploadColumns,
+                                   description="With `upload`: where the file keeps prediction, label and probabilities.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ReferenceSpec":
@@ -248,6 +274,8 @@ class ReferenceSpec(Strict):
             raise ValueError(f"give exactly one of upload, range or rolling (got {', '.join(given) or 'none'})")
         if self.per_version and self.upload is None:
             raise ValueError("per_version applies to uploaded references only")
+        if self.upload is None and self.columns.model_fields_set:
+            raise ValueError("columns applies to uploaded references only")
         return self
 
 
@@ -380,7 +408,8 @@ class ModelSpec(Strict):
     name: Identifier
     task: Task
     owner: str | None = Field(None, description="Owning team; alerts and API scopes group by it.")
-    positive_label: str = Field("1", description="Binary tasks: the label that counts as positive.")
+    positive_label: Annotated[str, BeforeValidator(lambda v: class_name(v, what="positive_label"))] = Field(
+        "1", description="Binary tasks: the label that counts as positive (1, 1.0, \"1\" and true are one class).")
     features: dict[Identifier, Annotated[FeatureSpec, BeforeValidator(_feature_shorthand)]]
     segments: tuple[Identifier, ...] = Field((), description="Categorical features to slice results by.")
     max_segments: int = Field(20, ge=1, le=1000, description="Most frequent segment values analysed per key.")
@@ -428,6 +457,10 @@ class ModelSpec(Strict):
                                  f"estimated metric {metric!r} does not apply to {self.task.value}; use "
                                  f"{', '.join(ESTIMATED_METRICS[self.task])}")
         self._check_privacy()
+        columns = self.reference.columns
+        if columns.score is not None and self.task is not Task.BINARY:
+            raise FieldError(("reference", "columns", "score"), "a single score column is for binary models; give "
+                                                                "multiclass probabilities as `proba: {class: column}`")
         cd = self.concept_drift
         if self.task is Task.REGRESSION and cd.detectors is not None and "ddm" in cd.detectors \
                 and cd.regression_tolerance is None:

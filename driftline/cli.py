@@ -435,11 +435,16 @@ def cmd_reference_upload(args: argparse.Namespace) -> int:
     migrate(client)
     try:
         result = upload(client, model, args.name, Path(args.file), prediction_column=args.prediction_column,
-                        label_column=args.label_column, show_progress=not args.quiet, model_version=args.model_version)
+                        label_column=args.label_column, score_column=args.score_column, show_progress=not args.quiet,
+                        model_version=args.model_version)
     except (ReferenceError, InvalidName) as exc:
         print(f"driftline reference upload: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"model": result.model, "reference": result.reference, "rows": result.rows}))
+    if result.ignored:
+        print(f"driftline reference upload: ignored column(s) the model does not use: {', '.join(result.ignored)} "
+              "(a probability column? name it proba_<class>, or map it in reference.columns)", file=sys.stderr)
+    print(json.dumps({"model": result.model, "reference": result.reference, "rows": result.rows,
+                      "columns": result.columns, "ignored": result.ignored}))
     return 0
 
 
@@ -528,8 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     registry_arg(p)
     p.add_argument("--model", required=True, help="the model (as named in the registry)")
     p.add_argument("--name", required=True, help="the reference's name, as the registry's `reference: upload:` names it")
-    p.add_argument("--prediction-column", default="prediction", help="column with the model's output (optional in the file)")
-    p.add_argument("--label-column", default="label", help="column with the true label (optional in the file)")
+    p.add_argument("--prediction-column", help="column with the model's output (default: the registry's "
+                   "reference.columns.prediction, else `prediction`; optional in the file)")
+    p.add_argument("--label-column", help="column with the true label (default: reference.columns.label, else `label`)")
+    p.add_argument("--score-column", help="binary models: column with the probability of positive_label "
+                   "(default: reference.columns.score)")
     p.add_argument("--model-version", help="the model version this sample trained (for `reference: {per_version: true}`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("file", help="a .csv, .tsv or .parquet file with one column per feature")

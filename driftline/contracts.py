@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable
 from enum import Enum
 from typing import Union
@@ -19,6 +20,7 @@ from typing import Union
 import msgspec
 
 from driftline.names import IDENTIFIER_PATTERN, INSTANCE_PATTERN, is_identifier, is_instance
+from driftline.values import class_name
 
 MAX_FEATURES = 1024
 MAX_STRING_VALUE = 1024
@@ -27,7 +29,10 @@ MAX_METRICS = 256
 TS_MIN = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 TS_MAX = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 
-FeatureValue = Union[float, str, None]
+FeatureValue = Union[bool, float, str, None]
+"""A feature value as sent; stored in the value model's canonical form (driftline/values.py): a boolean is 1/0."""
+OutputValue = Union[bool, float, str]
+"""A prediction or label: 1, 1.0, "1" and true are one class once stored."""
 
 
 class EventKind(str, Enum):
@@ -44,7 +49,7 @@ class PredictionEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     model_version: str
     ts: dt.datetime
     features: dict[str, FeatureValue]
-    prediction: Union[float, str]
+    prediction: OutputValue
     proba: Union[dict[str, float], None] = None
     latency_ms: Union[float, None] = None
 
@@ -55,7 +60,7 @@ class LabelEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: str
     model: str
     ts: dt.datetime
-    label: Union[float, str]
+    label: OutputValue
 
 
 class MetricEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -104,6 +109,7 @@ class EventValidator:
             EventKind.METRIC: self._check_metric,
         }[kind]
         self._known_names: set[str] = set()
+        self._classes: dict[str, str] = {}
         self._keys = {EventKind.PREDICTION: _prediction_keys, EventKind.LABEL: _label_keys,
                       EventKind.METRIC: _metric_keys}[kind]
 
@@ -118,7 +124,7 @@ class EventValidator:
         try:
             event = self._decoder.decode(raw)
         except msgspec.ValidationError as exc:
-            raise ContractError("contract", str(exc)) from None
+            raise ContractError("contract", _named(str(exc), raw)) from None
         except msgspec.DecodeError as exc:
             raise ContractError("invalid_json", str(exc)) from None
         if b"\\" in raw or raw.translate(None, b" \t\r\n").count(b'":') != self._keys(event):
@@ -153,6 +159,22 @@ class EventValidator:
             for name in names:
                 self._name(name, what)
 
+    def _distinct_classes(self, proba: dict[str, float]) -> None:
+        """Proba keys that are one class once canonical ("1" and "1.0") would make the stored map ambiguous."""
+        classes = self._classes
+        if len(classes) > self._KNOWN_NAMES_MAX:
+            classes.clear()
+        seen = set()
+        for key in proba:
+            name = classes.get(key)
+            if name is None:
+                name = classes[key] = class_name(key, what="proba class")
+            if name in seen:
+                same = sorted(k for k in proba if classes.get(k) == name)
+                raise ContractError("contract", f"proba classes {same} are the same class {name!r} (1, 1.0, \"1\" "
+                                                "and true are one class) - at `$.proba`")
+            seen.add(name)
+
     def _check_prediction(self, e: PredictionEvent, size: int) -> None:
         self._event_id(e.event_id)
         self._name(e.model, "model")
@@ -172,6 +194,7 @@ class EventValidator:
             if len(e.proba) > MAX_PROBA_CLASSES:
                 raise ContractError("contract", f"proba has more than {MAX_PROBA_CLASSES} classes")
             self._names(e.proba, "proba class")
+            self._distinct_classes(e.proba)
             for cls, p in e.proba.items():
                 if not 0.0 <= p <= 1.0:
                     raise ContractError("contract", f"proba[{cls!r}]={p} is outside [0, 1] - at `$.proba`")
@@ -233,6 +256,36 @@ def _reject_repeated_fields(raw: bytes) -> None:
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         raise ContractError("contract", f"field {repeated[0]!r} is given more than once - at `$.{repeated[0]}`")
+
+
+_MAP_FIELDS = {"features": "feature", "proba": "proba class", "metrics": "metric"}
+_READABLE = {"float": "number", "int": "number", "str": "string", "bool": "boolean"}
+
+
+def _named(message: str, raw: bytes) -> str:
+    """msgspec's type error with the map key it leaves out (`$.features[...]`) and readable type names.
+
+    Only a dead letter pays for this second parse. The result names the field and the expected type:
+    "feature 'age': expected number | string | boolean | null, got array - at `$.features.age`".
+    """
+    readable = re.sub(r"`([^`]*)`", lambda m: "`" + " | ".join(_READABLE.get(t, t) for t in m.group(1).split(" | "))
+                      + "`", message)
+    found = re.search(r" - at `\$\.(features|proba|metrics)\[\.\.\.\]`$", readable)
+    if found is None:
+        return readable
+    field = found.group(1)
+    try:
+        values = json.loads(raw).get(field)
+    except (ValueError, AttributeError):
+        return readable
+    got = re.search(r"got `([^`]*)`", readable)
+    kinds = {"array": list, "object": dict, "null": type(None), "boolean": bool, "string": str, "number": (int, float)}
+    wanted = kinds.get(got.group(1) if got else "", ())
+    for key, value in (values or {}).items() if isinstance(values, dict) else ():
+        if wanted and isinstance(value, wanted) and not (wanted is not bool and type(value) is bool):
+            place = f"$.{field}.{key}" if is_identifier(key) else f"$.{field}[{json.dumps(key)}]"
+            return f"{_MAP_FIELDS[field]} {_shorten(key)!r}: {readable[: found.start()]} - at `{place}`"
+    return readable
 
 
 def _shorten(value: str, limit: int = 64) -> str:

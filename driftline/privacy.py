@@ -33,6 +33,7 @@ import msgspec
 from pydantic import Field, model_validator
 
 from driftline.contracts import Event, LabelEvent, PredictionEvent
+from driftline.values import stored
 from driftline.yamlfile import Identifier, Strict
 
 TOKEN_PREFIX = "hmac:"
@@ -148,7 +149,9 @@ class Redactor:
             for name in policy.hash:
                 value = features.get(name)
                 if value is not None:
-                    features[name] = self.token(value)
+                    # The stored form (driftline/values.py): 1, "1" and true are one value, so one token;
+                    # other strings and numbers encode as they always did.
+                    features[name] = self.token(stored(value))
                     changed = True
         elif type(event) is not LabelEvent:
             return None  # metric events carry numbers about serving instances, not about people

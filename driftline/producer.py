@@ -4,6 +4,11 @@ It writes the v1 contracts exactly (the same msgspec types the collector
 decodes), keys predictions by model so one model's events stay ordered in
 one partition, and checks names before sending so that a typo fails in the
 model service, where it can be fixed, rather than as a dead letter.
+
+Values come straight from models and frames: numpy and pandas scalars
+(integers, floats, bool_, NaN/NA/None, Timestamp) are converted by
+`driftline.values` (NaN and NA are null; proba classes take their text form,
+so `model.classes_` can key `proba` as they are).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from driftline.contracts import (
     ContractError,
@@ -21,6 +27,7 @@ from driftline.contracts import (
     PredictionEvent,
     encode_event,
 )
+from driftline.values import class_name, plain, timestamp
 
 
 class PredictionLogger:
@@ -51,14 +58,14 @@ class PredictionLogger:
     def log_prediction(
         self,
         model: str,
-        features: Mapping[str, float | int | str | None],
-        prediction: float | int | str,
+        features: Mapping[str, Any],
+        prediction: Any,
         *,
         model_version: str = "1",
-        proba: Mapping[str, float] | None = None,
+        proba: Mapping[Any, Any] | None = None,
         latency_ms: float | None = None,
         event_id: str | None = None,
-        ts: dt.datetime | None = None,
+        ts: Any = None,
     ) -> str:
         """Send one prediction; returns its event_id (keep it to send the label later)."""
         event_id = event_id or uuid.uuid4().hex
@@ -66,23 +73,23 @@ class PredictionLogger:
             event_id=event_id,
             model=model,
             model_version=model_version,
-            ts=ts or dt.datetime.now(dt.timezone.utc),
-            features={k: (float(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in features.items()},
-            prediction=float(prediction) if isinstance(prediction, int) and not isinstance(prediction, bool) else prediction,
-            proba=dict(proba) if proba is not None else None,
-            latency_ms=latency_ms,
+            ts=_ts(ts),
+            features={k: plain(v) for k, v in features.items()},
+            prediction=_output(prediction, "prediction"),
+            proba=_proba(proba),
+            latency_ms=plain(latency_ms),
         )
         self._send(EventKind.PREDICTION, event, model)
         return event_id
 
-    def log_label(self, model: str, event_id: str, label: float | int | str, *, ts: dt.datetime | None = None) -> None:
+    def log_label(self, model: str, event_id: str, label: Any, *, ts: Any = None) -> None:
         """Send the ground truth for an earlier prediction."""
-        value = float(label) if isinstance(label, int) and not isinstance(label, bool) else label
-        self._send(EventKind.LABEL, LabelEvent(event_id=event_id, model=model, ts=ts or dt.datetime.now(dt.timezone.utc), label=value), model)
+        self._send(EventKind.LABEL, LabelEvent(event_id=event_id, model=model, ts=_ts(ts),
+                                               label=_output(label, "label")), model)
 
-    def log_metrics(self, model: str, instance: str, metrics: Mapping[str, float], *, ts: dt.datetime | None = None) -> None:
+    def log_metrics(self, model: str, instance: str, metrics: Mapping[str, float], *, ts: Any = None) -> None:
         """Send infrastructure metrics (latency, rps, errors, cpu, memory, ...) of one instance."""
-        event = MetricEvent(model=model, instance=instance, ts=ts or dt.datetime.now(dt.timezone.utc),
+        event = MetricEvent(model=model, instance=instance, ts=_ts(ts),
                             metrics={k: float(v) for k, v in metrics.items()})
         self._send(EventKind.METRIC, event, model)
 
@@ -97,6 +104,31 @@ class PredictionLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ts(ts: Any) -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) if ts is None else timestamp(ts)
+
+
+def _output(value: Any, what: str) -> bool | float | str:
+    """A prediction or label as the contract takes it; a missing one is refused here, not dead-lettered later."""
+    out = plain(value)
+    if out is None:
+        raise ContractError("contract", f"{what} is missing (None, NaN or NA); send the model's output")
+    return out
+
+
+def _proba(proba: Mapping[Any, Any] | None) -> dict[str, float] | None:
+    """Class -> probability with classes in their text form (numpy ints from `model.classes_` included)."""
+    if proba is None:
+        return None
+    out = {}
+    for cls, p in proba.items():
+        value = plain(p)
+        if value is None or type(value) is not float:
+            raise ContractError("contract", f"proba[{cls!r}] must be a number, got {p!r}")
+        out[class_name(cls, what="proba class")] = value
+    return out
 
 
 __all__ = ["PredictionLogger", "ContractError"]

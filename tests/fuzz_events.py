@@ -30,6 +30,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from driftline.contracts import EventKind
+from driftline.values import class_name
 from tests.malformed import HOSTILE_NAMES
 
 UTC = dt.timezone.utc
@@ -56,16 +57,18 @@ def predictions() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {"event_id": st.text(min_size=1, max_size=40), "model": names, "model_version": names,
          "ts": timestamps.map(_ts),
-         "features": st.dictionaries(names, st.one_of(numbers, texts, st.none()), max_size=8),
-         "prediction": st.one_of(numbers, texts)},
-        optional={"proba": st.dictionaries(names, st.floats(0, 1), max_size=3),
+         "features": st.dictionaries(names, st.one_of(numbers, texts, st.none(), st.booleans()), max_size=8),
+         "prediction": st.one_of(numbers, texts, st.booleans())},
+        # Keys that name one class once canonical ("1", "1.0") are a contract error, so valid ones differ.
+        optional={"proba": st.dictionaries(names, st.floats(0, 1), max_size=3).filter(
+                      lambda d: len({class_name(k) for k in d}) == len(d)),
                   "latency_ms": st.floats(0, 1e6)},
     )
 
 
 def labels() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({"event_id": st.text(min_size=1, max_size=40), "model": names,
-                                  "ts": timestamps.map(_ts), "label": st.one_of(numbers, texts)})
+                                  "ts": timestamps.map(_ts), "label": st.one_of(numbers, texts, st.booleans())})
 
 
 def metrics() -> st.SearchStrategy[dict[str, Any]]:

@@ -51,7 +51,7 @@ def malformed_cases(i: int) -> list[tuple[EventKind, bytes | None, str]]:
         (EventKind.PREDICTION, b"\xff\xfe{not utf8", "invalid_json"),
         (EventKind.PREDICTION, _edit(p, model=17), "contract"),
         (EventKind.PREDICTION, _edit(p, features=[1, 2]), "contract"),
-        (EventKind.PREDICTION, _edit(p, prediction=True), "contract"),
+        (EventKind.PREDICTION, _edit(p, prediction=None), "contract"),  # true is a class (1); null is none
         (EventKind.PREDICTION, _edit(p, features={"f0": {"nested": 1}}), "contract"),
         (EventKind.PREDICTION, _edit(p, ts=_DROP), "contract"),
         (EventKind.PREDICTION, _edit(p, event_id=_DROP), "contract"),

@@ -39,7 +39,7 @@ EXAMPLES = {
 class EventError(BaseModel):
     index: int = Field(description="position of the event in the batch (0-based)", examples=[3])
     error_kind: str = Field(examples=["invalid_type"])
-    error: str = Field(examples=["Expected `number | str | null`, got `array` - at `$.features.age`"])
+    error: str = Field(examples=["feature 'age': Expected `boolean | number | string | null`, got `array` - at `$.features.age`"])
 
 
 class IngestResult(BaseModel):

@@ -1,7 +1,8 @@
 """Reference samples over HTTP: upload a training sample as a model's reference, list what is stored.
 
 The body is the file itself (CSV, TSV or Parquet, as `driftline reference
-upload` takes it). It is spooled to a temporary file, bounded by
+upload` takes it, with the same value model and column mapping; the answer
+lists how each column was read and the columns ignored). It is spooled to a temporary file, bounded by
 `DRIFTLINE_API_MAX_UPLOAD_BYTES`, then validated whole before anything is
 replaced: a bad row is a 422 naming the row and column, and the previous
 reference stays.
@@ -33,6 +34,10 @@ class UploadAnswer(BaseModel):
     model: str = Field(examples=["churn"])
     reference: str = Field(examples=["training-2026-11"])
     rows: int = Field(examples=[50000])
+    columns: dict[str, str] = Field(default_factory=dict, description="how each used column was read",
+                                    examples=[{"tenure_months": "feature", "label": "label", "proba_1": "proba[1]"}])
+    ignored: list[str] = Field(default_factory=list, description="columns of the file the model does not use",
+                               examples=[["customer_id"]])
 
 
 def _format(content_type: str, given: str | None) -> str:
@@ -61,8 +66,12 @@ def router(ctx: ApiContext) -> APIRouter:
         format: Annotated[Literal["csv", "tsv", "parquet"] | None, Query(description="default: from Content-Type")] = None,
         model_version: Annotated[str | None, Query(pattern=f"^{IDENTIFIER_PATTERN}$", description="for "
                                                    "`reference: {per_version: true}`")] = None,
-        prediction_column: Annotated[str, Query(max_length=128)] = "prediction",
-        label_column: Annotated[str, Query(max_length=128)] = "label",
+        prediction_column: Annotated[str | None, Query(max_length=128, description="default: the registry's "
+                                                       "reference.columns.prediction, else `prediction`")] = None,
+        label_column: Annotated[str | None, Query(max_length=128, description="default: reference.columns.label, "
+                                                  "else `label`")] = None,
+        score_column: Annotated[str | None, Query(max_length=128, description="binary models: the probability of "
+                                                  "positive_label (default: reference.columns.score)")] = None,
     ) -> UploadAnswer:
         """Replace reference `name` of the model with the uploaded sample (validated whole first)."""
         spec = ctx.model_for(model, who)
@@ -75,13 +84,15 @@ def router(ctx: ApiContext) -> APIRouter:
             try:
                 result = await run_in_threadpool(
                     upload, ctx.client, spec, name, path, prediction_column=prediction_column,
-                    label_column=label_column, show_progress=False, model_version=model_version)
+                    label_column=label_column, score_column=score_column, show_progress=False,
+                    model_version=model_version)
             except (ReferenceError, InvalidName) as exc:
                 raise HTTPException(422, str(exc).replace(str(path), "the upload")) from None
             except (ValueError, OSError, ArrowException) as exc:  # pandas / pyarrow: a file that is not what it says
                 raise HTTPException(422, f"cannot read the upload as {suffix}: {type(exc).__name__}: "
                                          f"{str(exc)[:300]}") from None
-        return UploadAnswer(model=result.model, reference=result.reference, rows=result.rows)
+        return UploadAnswer(model=result.model, reference=result.reference, rows=result.rows, columns=result.columns,
+                            ignored=result.ignored)
 
     @api.get("/models/{model}/references")
     def list_references(model: ModelName, who: Annotated[Principal, Depends(ctx.needs("read"))]) -> list[dict]:

@@ -29,6 +29,7 @@ rollback's rebuild stay on one shard)."""
 SHARD_BY = "partition"  # every row of one Kafka partition on one shard: a partition's rollback touches one shard
 ENTRY_SHARD_BY = "JSONExtractInt(raw, 'partition')"  # the Null entry tables hold the raw event with its position
 
+_ALTER_VIEW = re.compile(r"^\s*ALTER TABLE (\w+) MODIFY QUERY ", re.S)
 _CREATE = re.compile(r"^\s*CREATE (TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+)", re.S)
 _ENGINE = re.compile(r"ENGINE = (Replacing|Aggregating)?MergeTree(\(([^)]*)\))?")
 
@@ -52,6 +53,14 @@ def _on_cluster(statement: str, name: str, new_name: str, cluster: str) -> str:
                        count=1)
 
 
+def _altered_view(statement: str, name: str, cluster: str, entries: dict[str, str], sharded: set[str]) -> str:
+    """A migration's new query for an ingest view, on every shard, reading the shard's local entry table."""
+    body = statement
+    for source in (*entries, *sharded):
+        body = re.sub(rf"\bFROM {source}\b", f"FROM {local(source)}", body)
+    return _ALTER_VIEW.sub(f"ALTER TABLE {name} ON CLUSTER '{cluster}' MODIFY QUERY ", body, count=1)
+
+
 def cluster_ddl(cluster: str, coordination_cluster: str) -> list[str]:
     """Every migration statement, in order, rewritten for a cluster; plus the Distributed tables."""
     validate_identifier(cluster, what="cluster")
@@ -61,9 +70,13 @@ def cluster_ddl(cluster: str, coordination_cluster: str) -> list[str]:
     out: list[str] = []
     for migration in sorted(MIGRATIONS, key=lambda m: m.version):
         for statement in migration.statements:
+            if (altered := _ALTER_VIEW.match(statement)) is not None:
+                out.append(_altered_view(statement, altered.group(1), cluster, entries, sharded))
+                continue
             match = _CREATE.match(statement)
             if match is None:
-                raise ValueError(f"migration {migration.version}: not a CREATE statement: {statement[:80]!r}")
+                raise ValueError(f"migration {migration.version}: not a CREATE or ALTER ... MODIFY QUERY statement: "
+                                 f"{statement[:80]!r}")
             kind, name = match.groups()
             if name in sharded:
                 out.append(_replicated(_on_cluster(statement, name, local(name), cluster),

@@ -23,8 +23,10 @@ Layout decisions, for the queries that come next:
   writes exactly one real table, and the checkpoint protocol is unchanged.
 - `ingest_batches` is the collector's commit log: one row per partition per
   batch, the committed offset being the max `next_offset`.
-- Feature values and labels are `Variant(Float64, String)`: numbers stay
-  numbers, categories stay strings, and null is the Variant's NULL.
+- Feature values and labels are `Variant(Float64, String)` in the value
+  model's stored form (driftline/values.py): numbers, booleans and strings
+  spelling a plain number are Float64, other strings stay strings, and null
+  is the Variant's NULL. Migration 10 moved existing views to that form.
 - `window_states` (migration 9) is fed by a view on `predictions` (the
   ingest view's inserts cascade into it): per (model, hour, feature)
   mergeable aggregates, so a month-long window is summarised without reading
@@ -41,6 +43,7 @@ from clickhouse_connect.driver.client import Client
 
 from driftline.contracts import EventKind
 from driftline.store import window_states
+from driftline.values import class_name_sql, json_token_sql
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +58,13 @@ NUMBER_OR_STRING = "Variant(Float64, String)"
 
 
 def _typed_json_value(raw: str) -> str:
-    """SQL turning one raw JSON token into Variant(Float64, String) by its JSON type.
+    """SQL turning one raw JSON token into its stored form, a Variant(Float64, String): see driftline.values.
 
-    ClickHouse's own JSON parser reads the string "10115" into a Variant as the
-    number 10115; a zip code or a class label "1" must stay a string, so the
-    token's quote decides, not its content.
+    The token's JSON type decides first (ClickHouse's own inference would read the string "007" as 7),
+    then the value model: true/false and numbers are Float64, a string spelling a plain number is that
+    number, so `1`, `1.0`, `"1"` and `true` are one class and a numeric category equals its reference.
     """
-    return (
-        f"if(startsWith({raw}, '\"'), CAST(JSONExtractString({raw}) AS {NUMBER_OR_STRING}), "
-        f"CAST(toFloat64OrNull({raw}) AS {NUMBER_OR_STRING}))"
-    )
+    return json_token_sql(raw)
 
 
 TABLE_BY_KIND: dict[EventKind, str] = {
@@ -80,6 +80,20 @@ def entry_table(table: str) -> str:
     return f"{table}_ingest"
 
 
+def _entry_select(table: str, *, fields: str, columns: str, tokens: str = "") -> str:
+    """The SELECT of `table`'s ingest view: one JSON parse of `fields` (plus raw `tokens`) into `columns`."""
+    entry = entry_table(table)
+    extra = f", {tokens}" if tokens else ""
+    return f"""SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset,
+                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
+                   {columns}
+            FROM (
+                SELECT raw, JSONExtract(raw, 'Tuple(topic String, partition Int32, offset Int64, ts String, {fields})') AS e{extra}
+                FROM {entry}
+            )
+            SETTINGS cast_string_to_variant_use_inference = 0"""
+
+
 def _entry_point(table: str, *, fields: str, columns: str, tokens: str = "") -> tuple[str, str]:
     """DDL of `table`'s entry point: a Null-engine table and the view that parses its events into `table`.
 
@@ -89,19 +103,29 @@ def _entry_point(table: str, *, fields: str, columns: str, tokens: str = "") -> 
     writes exactly one real table.
     """
     entry = entry_table(table)
-    extra = f", {tokens}" if tokens else ""
     return (
         f"CREATE TABLE IF NOT EXISTS {entry} (raw String) ENGINE = Null",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_mv TO {table} AS
-            SELECT e.topic AS topic, e.partition AS partition, e.offset AS offset,
-                   parseDateTime64BestEffort(e.ts, 3, 'UTC') AS ts,
-                   {columns}
-            FROM (
-                SELECT raw, JSONExtract(raw, 'Tuple(topic String, partition Int32, offset Int64, ts String, {fields})') AS e{extra}
-                FROM {entry}
-            )
-            SETTINGS cast_string_to_variant_use_inference = 0""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {entry}_mv TO {table} AS\n            "
+        + _entry_select(table, fields=fields, columns=columns, tokens=tokens),
     )
+
+
+PREDICTION_ENTRY = {
+    "fields": "event_id String, model String, model_version String, proba Map(String, Float64), "
+              "latency_ms Nullable(Float64)",
+    "columns": f"""e.event_id AS event_id, e.model AS model, e.model_version AS model_version,
+                    mapFromArrays(arrayMap(x -> x.1, kv), arrayMap(x -> {_typed_json_value('x.2')}, kv)) AS features,
+                    {_typed_json_value("JSONExtractRaw(raw, 'prediction')")} AS prediction,
+                    mapApply((k, v) -> ({class_name_sql('k')}, v), e.proba) AS proba, e.latency_ms AS latency_ms""",
+    "tokens": "JSONExtractKeysAndValuesRaw(raw, 'features') AS kv",
+}
+"""The predictions view: feature values, prediction and proba classes in their canonical forms."""
+
+LABEL_ENTRY = {
+    "fields": "event_id String, model String",
+    "columns": f"""e.event_id AS event_id, e.model AS model,
+                    {_typed_json_value("JSONExtractRaw(raw, 'label')")} AS label""",
+}
 
 
 @dataclass(frozen=True)
@@ -170,22 +194,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) ENGINE = MergeTree
             PARTITION BY toYYYYMM(ts)
             ORDER BY (model, instance, ts)""",
-            *_entry_point(
-                "predictions",
-                fields="event_id String, model String, model_version String, "
-                "proba Map(String, Float64), latency_ms Nullable(Float64)",
-                columns=f"""e.event_id AS event_id, e.model AS model, e.model_version AS model_version,
-                    mapFromArrays(arrayMap(x -> x.1, kv), arrayMap(x -> {_typed_json_value('x.2')}, kv)) AS features,
-                    {_typed_json_value("JSONExtractRaw(raw, 'prediction')")} AS prediction,
-                    e.proba AS proba, e.latency_ms AS latency_ms""",
-                tokens="JSONExtractKeysAndValuesRaw(raw, 'features') AS kv",
-            ),
-            *_entry_point(
-                "labels",
-                fields="event_id String, model String",
-                columns=f"""e.event_id AS event_id, e.model AS model,
-                    {_typed_json_value("JSONExtractRaw(raw, 'label')")} AS label""",
-            ),
+            *_entry_point("predictions", **PREDICTION_ENTRY),
+            *_entry_point("labels", **LABEL_ENTRY),
             *_entry_point(
                 "infra_metrics",
                 fields="model String, instance String, metrics Map(String, Float64)",
@@ -623,6 +633,21 @@ MIGRATIONS = MIGRATIONS + (
             # See driftline/store/window_states.py: long windows assembled from states, not rescans.
             window_states.CREATE_TABLE,
             window_states.CREATE_VIEW,
+        ),
+    ),
+)
+
+
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        10,
+        "value model: ingest views store 1, 1.0, \"1\" and true as one value, proba classes canonical",
+        (
+            # ALTER ... MODIFY QUERY swaps a view's query atomically: no insert is parsed twice or missed.
+            # New stores already have these queries from migration 1; rows stored before keep their form.
+            f"ALTER TABLE {entry_table('predictions')}_mv MODIFY QUERY "
+            + _entry_select("predictions", **PREDICTION_ENTRY),
+            f"ALTER TABLE {entry_table('labels')}_mv MODIFY QUERY " + _entry_select("labels", **LABEL_ENTRY),
         ),
     ),
 )

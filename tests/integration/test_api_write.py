@@ -159,7 +159,10 @@ def test_reference_upload_validates_whole_then_replaces(api, store) -> None:  # 
     csv = "x1,x2,c,prediction,label\n" + "".join(f"{i},{i / 10},{'ab'[i % 2]},1,0\n" for i in range(50))
     url = f"/models/{a}/references/train"
     done = client.post(url, content=csv, headers={**auth("writer"), "Content-Type": "text/csv"})
-    assert done.status_code == 201 and done.json() == {"model": a, "reference": "train", "rows": 50}
+    assert done.status_code == 201, done.text
+    assert done.json() == {"model": a, "reference": "train", "rows": 50, "ignored": [],
+                           "columns": {"x1": "feature", "x2": "feature", "c": "feature", "prediction": "prediction",
+                                       "label": "label"}}
     listed = client.get(f"/models/{a}/references", headers=auth("reader")).json()
     assert [(r["reference"], r["rows"]) for r in listed] == [("train", 50)]
     broken = csv + "not-a-number,1,a,1,0\n"

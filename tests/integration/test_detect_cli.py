@@ -112,7 +112,10 @@ def test_backfill_detects_every_window_replaces_on_rerun_and_reports(workspace) 
     root, env = workspace
     up = run_driftline(["reference", "upload", "--model", "shop", "--name", "train", str(root / "train.csv")], env)
     assert up.returncode == 0, up.stderr
-    assert json.loads(up.stdout) == {"model": "shop", "reference": "train", "rows": 1000}
+    answer = json.loads(up.stdout)
+    assert {k: answer[k] for k in ("model", "reference", "rows", "ignored")} == {
+        "model": "shop", "reference": "train", "rows": 1000, "ignored": []}
+    assert {answer["columns"][c] for c in ("price", "basket", "channel")} == {"feature"}
     backfill = ["detect", "--model", "shop", "--stage", "drift", "--start", "2026-05-04T00:00Z", "--end", "2026-05-04T03:00Z"]
     first = run_driftline(backfill, env)
     assert first.returncode == 0, first.stderr

@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 
 from collector.replay import write_chunk
 from driftline.contracts import ContractError, EventKind, EventValidator
+from driftline.values import class_name
+from driftline.values import stored as stored_form
 from tests.fuzz_events import MUTATIONS, bases, mutants
 
 pytestmark = pytest.mark.integration
@@ -80,11 +82,12 @@ def _same(a: Any, b: Any) -> bool:
 def expected_row(kind: EventKind, e: dict[str, Any]) -> tuple[Any, ...]:
     ts = _utc(e["ts"])
     if kind is EventKind.PREDICTION:
+        # Values as the value model stores them (driftline/values.py): the ingest view's SQL must agree.
         return (e["event_id"], e["model"], e["model_version"], ts,
-                {k: _num_or_str(v) for k, v in e["features"].items()}, _num_or_str(e["prediction"]),
-                dict(e.get("proba") or {}), e.get("latency_ms"))
+                {k: stored_form(v) for k, v in e["features"].items()}, stored_form(e["prediction"]),
+                {class_name(k): p for k, p in (e.get("proba") or {}).items()}, e.get("latency_ms"))
     if kind is EventKind.LABEL:
-        return e["event_id"], e["model"], ts, _num_or_str(e["label"])
+        return e["event_id"], e["model"], ts, stored_form(e["label"])
     return e["model"], e["instance"], ts, {k: float(v) for k, v in e["metrics"].items()}
 
 

@@ -92,3 +92,46 @@ def test_a_field_given_twice_is_a_contract_error(raw: bytes, field: str) -> None
 ])
 def test_unusual_but_single_fields_still_pass(raw: bytes) -> None:
     assert EventValidator(EventKind.PREDICTION).validate(raw).model == "m"
+
+
+def _prediction(**fields: object) -> bytes:
+    event = {"event_id": "e", "model": "m", "model_version": "1", "ts": "2026-01-01T00:00:00Z",
+             "features": {"a": 1}, "prediction": 1} | fields
+    return json.dumps(event).encode()
+
+
+def test_json_booleans_are_values_of_features_predictions_and_labels() -> None:
+    event = EventValidator(EventKind.PREDICTION).validate(_prediction(features={"flag": True, "b": False},
+                                                                      prediction=True))
+    assert event.features == {"flag": True, "b": False} and event.prediction is True
+    label = EventValidator(EventKind.LABEL).validate(
+        b'{"event_id":"e","model":"m","ts":"2026-01-01T00:00:00Z","label":false}')
+    assert label.label is False
+
+
+@pytest.mark.parametrize("fields,reason", [
+    ({"features": {"a": 1, "age": [1]}},
+     "feature 'age': Expected `boolean | number | string | null`, got `array` - at `$.features.age`"),
+    ({"features": {"x y": {"b": 1}}},
+     "feature 'x y': Expected `boolean | number | string | null`, got `object` - at `$.features[\"x y\"]`"),
+    ({"proba": {"1": "high"}}, "proba class '1': Expected `number`, got `string` - at `$.proba.1`"),
+    ({"prediction": None}, "Expected `boolean | number | string`, got `null` - at `$.prediction`"),
+    ({"model": 3}, "Expected `string`, got `number` - at `$.model`"),
+])
+def test_every_type_error_names_the_field_and_the_expected_type(fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(ContractError) as info:
+        EventValidator(EventKind.PREDICTION).validate(_prediction(**fields))
+    assert str(info.value) == reason
+
+
+def test_metric_type_errors_name_the_metric() -> None:
+    raw = b'{"model":"m","instance":"i","ts":"2026-01-01T00:00:00Z","metrics":{"rps":1,"cpu":"high"}}'
+    with pytest.raises(ContractError, match=r"^metric 'cpu': Expected `number`, got `string` - at `\$\.metrics\.cpu`$"):
+        EventValidator(EventKind.METRIC).validate(raw)
+
+
+def test_proba_keys_naming_one_class_are_refused() -> None:
+    with pytest.raises(ContractError, match=r"proba classes \['1', '1.0'\] are the same class '1'"):
+        EventValidator(EventKind.PREDICTION).validate(_prediction(proba={"1": 0.5, "1.0": 0.5}))
+    event = EventValidator(EventKind.PREDICTION).validate(_prediction(proba={"0.0": 0.5, "true": 0.5}))
+    assert event.proba == {"0.0": 0.5, "true": 0.5}  # stored as classes "0" and "1" by the ingest view
