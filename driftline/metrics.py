@@ -80,8 +80,8 @@ STORE_ERRORS = Counter("driftline_collector_store_errors_total",
 OTHER_MODEL = "__other__"
 UNKNOWN_MODEL_EVENTS = Counter("driftline_unknown_model_events_total",
                                "Events naming a model the registry does not define, by event kind, model name (the "
-                               "first 100 names this process saw; later ones as `__other__`) and action (stored, "
-                               "dead_lettered: the registry's `unknown_models`).", ["kind", "model", "action"],
+                               "first 100 names this process saw; later ones as `__other__`) and outcome (stored, "
+                               "dead_lettered: the registry's `unknown_models`).", ["kind", "model", "outcome"],
                                registry=REGISTRY)
 WRITE_RETRIES = Counter("driftline_collector_write_retries_total",
                         "Batch write attempts after the first (each after rolling back the failed one).",
@@ -139,8 +139,8 @@ def consumed(kind: str, count: int) -> None:
     EVENTS_CONSUMED.labels(kind).inc(count)
 
 
-def unknown_model_events(kind: str, model: str, action: str, count: int) -> None:
-    UNKNOWN_MODEL_EVENTS.labels(kind, model, action).inc(count)
+def unknown_model_events(kind: str, model: str, outcome: str, count: int) -> None:
+    UNKNOWN_MODEL_EVENTS.labels(kind, model, outcome).inc(count)
 
 
 def batch_written(batch: Batch, rejected: list[DeadLetter], kinds: Mapping[str, str],

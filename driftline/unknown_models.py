@@ -112,7 +112,7 @@ class ModelGate:
         """
         state = self._state
         known = state.known or frozenset()
-        action = "dead_lettered" if state.dead_letter else "stored"
+        outcome = "dead_lettered" if state.dead_letter else "stored"
         reasons: dict[str, str] = {}
         for name, count in tally.items():
             reason = self._reasons.get(name)
@@ -124,11 +124,11 @@ class ModelGate:
                         self._reasons[name] = reason
                 if first:
                     log.warning("events of a model that is not in the registry", extra={
-                        "model": name, "closest": closest(name, known), "kind": kind, "action": action,
+                        "model": name, "closest": closest(name, known), "kind": kind, "outcome": outcome,
                         "hint": "fix the producer's model name, or register the model in models.yaml"})
             reasons[name] = reason
             labelled = name if name in self._reasons else metrics.OTHER_MODEL
-            metrics.unknown_model_events(kind, labelled, action, count)
+            metrics.unknown_model_events(kind, labelled, outcome, count)
         return reasons
 
 

@@ -48,9 +48,9 @@ def label(model: str, i: int) -> dict[str, object]:
     return {"event_id": f"{model}-{i}", "model": model, "ts": "2026-05-02T10:00:00Z", "label": 1}
 
 
-def unknown_counter(kind: str, model: str, action: str) -> float:
+def unknown_counter(kind: str, model: str, outcome: str) -> float:
     return metrics.REGISTRY.get_sample_value("driftline_unknown_model_events_total",
-                                             {"kind": kind, "model": model, "action": action}) or 0.0
+                                             {"kind": kind, "model": model, "outcome": outcome}) or 0.0
 
 
 def test_a_mistyped_model_through_kafka_is_counted_logged_once_and_listed(settings, tmp_path: Path,  # type: ignore[no-untyped-def]
