@@ -36,7 +36,7 @@ from detectors.config import ModelSpec
 from detectors.performance import LOWER_IS_BETTER
 from detectors.results import DATASET_COLUMN
 from detectors.schedule import last_complete_window, window_containing, windows_between
-from detectors.sources import TS, Window, label_horizon
+from detectors.sources import TS, Window, expected_label_wait
 from driftline.timestamps import as_utc
 
 UTC = dt.timezone.utc
@@ -102,7 +102,7 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
             f"FROM performance_results FINAL WHERE model = {{m:String}} AND segment = '' AND metric = {{metric:String}} "
             f"AND window_end > {{since:{TS}}} ORDER BY window_start", parameters={**base, "metric": metric}).result_rows
         out = []
-        horizon = label_horizon(model)
+        horizon = expected_label_wait(model)
         for s, e, v, value, baseline, status, labelled in rows:
             window = _window(s, e)
             if status not in PERFORMANCE_FINAL and window.end + horizon > now:

@@ -33,11 +33,15 @@ from collector.local_broker import LocalBroker, ensure_topics  # noqa: E402
 from collector.loop import Collector, consumer_config, tune_gc_for_throughput  # noqa: E402
 from driftline.config import Settings  # noqa: E402
 from driftline.simulate import prediction_payload  # noqa: E402
+from driftline.unknown_models import ModelGate  # noqa: E402
+
+MODELS = [f"model-{i}" for i in range(5)]
+GATED = True  # --no-registry: the collector without a registry (no model is unknown, no lookup)
 
 
 def produce(bootstrap: str, topic: str, n: int, features: int) -> float:
     rng = random.Random(1)
-    models = [f"model-{i}" for i in range(5)]
+    models = MODELS
     payloads = [prediction_payload(i, models[i % 5], n_features=features, rng=rng) for i in range(n)]
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1024 * 1024, acks=1,
                              max_request_size=8 * 1024 * 1024)
@@ -64,7 +68,8 @@ def raw_consume(bootstrap: str, topic: str, n: int, settings: Settings) -> float
 
 
 def collector_rate(settings: Settings, n: int) -> tuple[float, dict[str, object]]:
-    collector = Collector(settings)
+    # The registry's names, as `up` runs with one: every event's model is checked (one set lookup each).
+    collector = Collector(settings, gate=ModelGate(MODELS) if GATED else None)
     runner = threading.Thread(target=collector.run, daemon=True)
     runner.start()
     while collector.stats.consumed == 0:
@@ -87,7 +92,10 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-max-events", type=int, default=Settings.model_fields["batch_max_events"].default)
     ap.add_argument("--bootstrap-servers", help="use this broker instead of starting a local one")
+    ap.add_argument("--no-registry", action="store_true", help="run the collector without a registry's model names")
     args = ap.parse_args()
+    global GATED
+    GATED = not args.no_registry
     tune_gc_for_throughput()  # as the service does; applies to both measurements
 
     broker = None if args.bootstrap_servers else LocalBroker().start()

@@ -14,6 +14,11 @@ A model with a privacy policy (`driftline.privacy`) is the one exception:
 its events are rewritten (fields dropped or hashed) and re-encoded, and any
 dead letter is redacted, in a loop of its own; while no policy is in force
 the loop below runs unchanged.
+
+Events of a model the registry does not define are counted and logged once
+per name by the `ModelGate` (`driftline.unknown_models`), and dead-lettered
+instead of stored when the registry says `unknown_models: dead_letter`. The
+per-event cost is one set lookup; without a registry, none.
 """
 
 from __future__ import annotations
@@ -23,14 +28,26 @@ from collections.abc import Mapping, Sequence
 from collector.batch import Batch, DeadLetter, Origin, Record
 from driftline.contracts import ContractError, EventKind, EventValidator
 from driftline.privacy import Redactor
+from driftline.unknown_models import REASON as UNKNOWN_MODEL
+from driftline.unknown_models import ModelGate
 
 
 class RecordDecoder:
     """Routes records by topic to the validator of their event kind."""
 
-    def __init__(self, topics: Mapping[EventKind, str], max_event_bytes: int, redactor: Redactor | None = None) -> None:
+    def __init__(self, topics: Mapping[EventKind, str], max_event_bytes: int, redactor: Redactor | None = None,
+                 gate: ModelGate | None = None) -> None:
         self._by_topic = {topic: (kind, EventValidator(kind, max_event_bytes)) for kind, topic in topics.items()}
         self._redactor = redactor
+        self._gate = gate  # the registry's model names (None, or a gate without names: every model is known)
+
+    def _unknown(self, kind: EventKind, tally: dict[str, int], held: list[tuple[Record, str]],
+                 dead: list[DeadLetter]) -> None:
+        """Count a run's events of unregistered models; dead-letter those `held` back (the gate's dead_letter)."""
+        assert self._gate is not None
+        reasons = self._gate.seen(kind.value, tally)
+        for origin, name in held:
+            dead.append(DeadLetter(origin, UNKNOWN_MODEL, reasons[name]))
 
     def add_records(self, batch: Batch, topic: str, partition: int, records: Sequence[Record]) -> None:
         """Decode consecutive records of one partition into the batch: rows for their table, or dead letters."""
@@ -55,15 +72,25 @@ class RecordDecoder:
         # Topic names match Kafka's pattern ([A-Za-z0-9._-]), so they are safe inside a JSON string.
         prefix = b'{"topic":"%s","partition":%d,"offset":' % (topic.encode(), partition)
         events = 0
+        gate = self._gate
+        known = gate.known if gate is not None else None
+        hold = gate is not None and gate.dead_letter
+        tally: dict[str, int] = {}
+        held: list[tuple[Record, str]] = []
         for m in records:
             value = m.value
             try:
-                validate(value)
+                event = validate(value)
             except ContractError as exc:
                 dead.append(DeadLetter(m, exc.kind, str(exc)))
                 nbytes += len(value or b"")
                 continue
             nbytes += len(value)
+            if known is not None and event.model not in known:
+                tally[event.model] = tally.get(event.model, 0) + 1
+                if hold:
+                    held.append((m, event.model))
+                    continue
             if value[0] != 0x7B or b"\n" in value or b"\r" in value:  # 0x7B is "{"
                 # Leading space or raw line breaks: both can only be whitespace between tokens
                 # (inside strings JSON escapes them); one object per line keeps batches readable in errors.
@@ -71,6 +98,8 @@ class RecordDecoder:
             rows.append(b"%s%d,%s" % (prefix, m.offset, value[1:]))
             origins.append(m)
             events += 1
+        if tally:
+            self._unknown(kind, tally, held, dead)
         batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, events, len(records) - events, nbytes)
 
     def _add_governed(self, redactor: Redactor, batch: Batch, topic: str, partition: int,
@@ -95,6 +124,11 @@ class RecordDecoder:
         rows, origins = batch.rows[kind], batch.origins[kind]
         prefix = b'{"topic":"%s","partition":%d,"offset":' % (topic.encode(), partition)
         nbytes = events = 0
+        gate = self._gate
+        known = gate.known if gate is not None else None
+        hold = gate is not None and gate.dead_letter
+        tally: dict[str, int] = {}
+        held: list[tuple[Record, str]] = []
         for m in records:
             value = m.value
             try:
@@ -106,6 +140,12 @@ class RecordDecoder:
                 dead.append(DeadLetter(origin, exc.kind, str(exc) + note))
                 continue
             nbytes += len(value)
+            if known is not None and event.model not in known:
+                tally[event.model] = tally.get(event.model, 0) + 1
+                if hold:  # its raw bytes are redacted like any dead letter's (every policy: its model is none)
+                    raw, note = redactor.dead_letter(value)
+                    held.append((m if raw is value else Origin(m.topic, m.partition, m.offset, m.key, raw), event.model))
+                    continue
             policy = policies.get(event.model)
             if policy is not None:
                 rewritten = rewrite(event, policy)
@@ -117,4 +157,6 @@ class RecordDecoder:
             rows.append(b"%s%d,%s" % (prefix, m.offset, value[1:]))
             origins.append(m)
             events += 1
+        if tally:
+            self._unknown(kind, tally, held, dead)
         batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, events, len(records) - events, nbytes)

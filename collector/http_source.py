@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 from collector.replay import WriteOutcome, write_chunk
 from driftline.contracts import EventKind
 from driftline.privacy import Redactor
+from driftline.unknown_models import ModelGate
 from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND
 
 SOURCE_TOPICS = {kind: f"http-{TABLE_BY_KIND[kind].replace('_', '-')}" for kind in EventKind}
@@ -29,8 +30,9 @@ SOURCE_TOPICS = {kind: f"http-{TABLE_BY_KIND[kind].replace('_', '-')}" for kind 
 
 class HttpIngest:
     def __init__(self, client: Client, *, partition: int = 0, max_event_bytes: int = 256 * 1024,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, gate: ModelGate | None = None) -> None:
         self._client = client
+        self._gate = gate  # the registry's model names, shared with the collector (a reload replaces them)
         self._redactor = redactor  # the privacy policies, shared with the collector (a reload replaces them)
         self._partition = partition
         self._max_event_bytes = max_event_bytes
@@ -57,4 +59,4 @@ class HttpIngest:
             self._next[kind] = first + len(payloads)  # taken even if the write fails: a retry gets new offsets
             return write_chunk(self._client, kind, payloads, source=SOURCE_TOPICS[kind], partition=self._partition,
                                first_offset=first, max_event_bytes=self._max_event_bytes,
-                               redactor=self._redactor)
+                               redactor=self._redactor, gate=self._gate)

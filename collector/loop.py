@@ -30,6 +30,7 @@ from driftline.config import Settings
 from driftline.contracts import EventKind
 from driftline.privacy import Redactor
 from driftline.store import connect
+from driftline.unknown_models import ModelGate
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Collector:
         collector_id: str | None = None,
         stop_event: threading.Event | None = None,
         redactor: Redactor | None = None,
+        gate: ModelGate | None = None,
     ) -> None:
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
@@ -116,7 +118,8 @@ class Collector:
         self.stats = CollectorStats(kinds={t: k.value for k, t in topics.items()})
         self._stop = stop_event or threading.Event()
         self._topics = list(topics.values())
-        self._decoder = RecordDecoder(topics, settings.max_event_bytes, redactor)  # redactor: the privacy policies
+        # redactor: the privacy policies; gate: the registry's model names (None: no registry, none is unknown)
+        self._decoder = RecordDecoder(topics, settings.max_event_bytes, redactor, gate)
         self._redactor = redactor
         self._batch = Batch()
         self._store = connect(settings)

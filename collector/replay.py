@@ -21,6 +21,7 @@ from collector.sink import ClickHouseSink
 from driftline import metrics
 from driftline.contracts import EventKind
 from driftline.privacy import Redactor
+from driftline.unknown_models import ModelGate
 
 CHUNK = 20_000
 
@@ -36,9 +37,12 @@ class WriteOutcome:
 
 def write_chunk(client: Client, kind: EventKind, payloads: Sequence[bytes], *, source: str, partition: int = 0,
                 first_offset: int = 0, max_event_bytes: int = 256 * 1024,
-                redactor: Redactor | None = None) -> WriteOutcome:
-    """Write one batch of `payloads` under offsets first_offset.. of (source, partition), privacy policies applied."""
-    decoder = RecordDecoder({kind: source}, max_event_bytes, redactor)
+                redactor: Redactor | None = None, gate: ModelGate | None = None) -> WriteOutcome:
+    """Write one batch of `payloads` under offsets first_offset.. of (source, partition), privacy policies applied.
+
+    `gate`: the registry's model names; events of other models are counted (or dead-lettered) as the collector does.
+    """
+    decoder = RecordDecoder({kind: source}, max_event_bytes, redactor, gate)
     batch = Batch()
     origins = [Origin(source, partition, first_offset + i, None, p) for i, p in enumerate(payloads)]
     decoder.add_records(batch, source, partition, origins)

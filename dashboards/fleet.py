@@ -34,6 +34,29 @@ ORDER BY status = 'ok', model
 """
 
 
+# Names outside the latest registry snapshot a service wrote (driftline/unknown_models.py); none without a snapshot.
+UNKNOWN_MODELS_SQL = """
+WITH (SELECT argMax(models, written_at) FROM registry_snapshots) AS registered,
+     (SELECT count() FROM registry_snapshots) AS snapshots
+SELECT model, sumIf(n, t = 'prediction') AS predictions, sumIf(n, t = 'label') AS labels,
+       sumIf(n, t = 'metric') AS metrics, sumIf(n, t = 'dead_letter') AS dead_lettered, max(last) AS last_seen
+FROM (
+    SELECT model, 'prediction' AS t, count() AS n, max(ingested_at) AS last FROM predictions
+    WHERE $__timeFilter(ingested_at) GROUP BY model
+    UNION ALL SELECT model, 'label', count(), max(ingested_at) FROM labels
+    WHERE $__timeFilter(ingested_at) GROUP BY model
+    UNION ALL SELECT model, 'metric', count(), max(ingested_at) FROM infra_metrics
+    WHERE $__timeFilter(ingested_at) GROUP BY model
+    UNION ALL SELECT JSONExtractString(raw, 'model') AS model, 'dead_letter', count(), max(received_at)
+    FROM dead_letters WHERE error_kind = 'unknown_model' AND $__timeFilter(received_at) GROUP BY model
+)
+WHERE snapshots > 0 AND NOT has(registered, model)
+GROUP BY model
+ORDER BY predictions + labels + metrics + dead_lettered DESC, model
+LIMIT 100
+"""
+
+
 def build() -> Board:
     b = Board(UID, "Driftline: fleet overview",
               "Every monitored model: is it healthy, what fires, how much drifts, how much traffic and labels.")
@@ -81,4 +104,9 @@ def build() -> Board:
         ORDER BY time
         """, ("time", "model", "label_coverage"), unit="percentunit",
             description="Share of the window's predictions whose label has arrived.")
+    b.panel("table", "Events of unregistered models", UNKNOWN_MODELS_SQL,
+            ("model", "predictions", "labels", "metrics", "dead_lettered", "last_seen"), width=24, height=6,
+            description="Model names in events (stored, or dead-lettered as unknown_model) that the registry the "
+                        "service runs with does not define: usually a producer's typo. `driftline db status` and "
+                        "GET /unknown-models name the closest registered model.")
     return b

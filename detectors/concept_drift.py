@@ -39,7 +39,7 @@ from clickhouse_connect.driver.client import Client
 
 from detectors.config import ConceptDriftSpec, ModelSpec, Task
 from detectors.results import record_run
-from detectors.sources import TS, Query, Window, label_horizon, value_sql
+from detectors.sources import TS, Query, Window, expected_label_wait, value_sql
 from detectors.summaries import ColumnType
 from detectors.streaming import Adwin, Ddm, PageHinkley, StreamDetector
 from driftline import metrics
@@ -174,7 +174,7 @@ def read_batch(client: Client, model: ModelSpec, cursor: Position, horizon: dt.d
     Rows: (ingested_at, topic, partition, offset, event_id, label ts, error or None, first label of its event).
     The batch is read first and its event ids passed on as a parameter: as a CTE ClickHouse evaluated the
     batch once per reference (measured on 1M labels: 1.0 s a batch of 10,000 rows against 0.5 s). Predictions
-    are looked up from `label_horizon` before the batch's earliest label on (the primary key and partitions
+    are looked up from `expected_label_wait` before the batch's earliest label on (the primary key and partitions
     prune the rest), as the performance stage joins them.
     """
     q = Query()
@@ -189,7 +189,7 @@ def read_batch(client: Client, model: ModelSpec, cursor: Position, horizon: dt.d
     if not batch:
         return []
     params = {"m": model.name, "ids": sorted({str(r[4]) for r in batch}),
-              "lo": min(as_utc(r[5]) for r in batch) - label_horizon(model)}
+              "lo": min(as_utc(r[5]) for r in batch) - expected_label_wait(model)}
     first = {str(e): (as_utc(at), str(t), int(p), int(o)) for e, (at, t, p, o) in client.query(
         "SELECT event_id, min((ingested_at, topic, partition, offset)) FROM labels "
         "WHERE model = {m:String} AND event_id IN {ids:Array(String)} GROUP BY event_id", parameters=params).result_rows}

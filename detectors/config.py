@@ -417,6 +417,10 @@ class ModelSpec(Strict):
     window: Duration = Field(timedelta(hours=1), description="Length of a detection window.")
     schedule: ScheduleSpec | None = Field(None, description="When detection runs; default: every window.")
     label_delay: Duration = Field(timedelta(0), description="How long labels take to arrive.")
+    label_horizon: Duration = Field(
+        timedelta(days=7), description="How late a label may arrive and still join its prediction's window: the "
+        "performance stage joins labels by event_id whose ts is before the window's end plus this; later ones are "
+        "counted as past the horizon (model status, /metrics), not joined. Bounds the label scan of each window.")
     drift: DriftSpec = Field(default_factory=DriftSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
@@ -440,6 +444,9 @@ class ModelSpec(Strict):
             raise FieldError(("window",), f"window must be at least 1s, got {self.window}")
         if self.label_delay < timedelta(0):
             raise FieldError(("label_delay",), "label_delay cannot be negative")
+        if self.label_horizon < self.label_delay:
+            raise FieldError(("label_horizon",), f"label_horizon ({self.label_horizon}) must be at least label_delay "
+                                                 f"({self.label_delay}): labels expected later would never join")
         for i, key in enumerate(self.segments):
             feature = self.features.get(key)
             if feature is None:
@@ -531,6 +538,10 @@ class ModelSpec(Strict):
 
 class Registry(Strict):
     models: tuple[ModelSpec, ...] = ()
+    unknown_models: Literal["store", "dead_letter"] = Field(
+        "store", description="Events naming a model not in `models`: `store` them (counted, logged once per name "
+        "with the closest registered name), or `dead_letter` them (reason `unknown_model`, naming the closest "
+        "registered model) so a mistyped name never becomes a model of its own.")
 
     @model_validator(mode="after")
     def _unique(self) -> "Registry":
@@ -567,10 +578,11 @@ def registry_from_yaml(doc: LocatedYaml) -> Registry:
     data = doc.data
     if not isinstance(data, dict):
         raise ConfigError(f"{doc.where(())}: the registry must be a mapping with a `models:` list")
-    unknown = set(data) - {"defaults", "models"}
+    unknown = set(data) - {"defaults", "models", "unknown_models"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"{doc.where((key,))}: unknown top-level key {key!r} (expected defaults, models)")
+        raise ConfigError(f"{doc.where((key,))}: unknown top-level key {key!r} (expected defaults, models, "
+                          "unknown_models)")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{doc.where(('defaults',))}: defaults must be a mapping")
@@ -592,7 +604,7 @@ def registry_from_yaml(doc: LocatedYaml) -> Registry:
     if problems:
         raise ConfigError("\n".join(problems))
     try:
-        return Registry(models=tuple(models))
+        return Registry(models=tuple(models), unknown_models=data.get("unknown_models", "store"))
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(doc, exc)) from None
 

@@ -43,6 +43,8 @@ from detectors.sources import (
     Window,
     column_sides_sql,
     columns_for,
+    label_horizon,
+    late_labels_sql,
     sides_sql,
     value_sql,
 )
@@ -70,6 +72,7 @@ class RunResult:
     degraded_metrics: list[str] = field(default_factory=list)
     error: str = ""
     drift_path: str = ""  # drift stage, all rows: states | states+raw | raw (see detectors/states.py)
+    late_labels: int = 0  # performance stage: labels of the window's predictions past the label horizon
 
 
 def _model_version(client: Client, model: ModelSpec, window: Window) -> str:
@@ -206,6 +209,28 @@ def _multivariate(client: Client, model: ModelSpec, version: str, window: Window
                    model.name, window, result.run_id)
 
 
+LATE_LABEL_COLUMNS = ["model", "window_start", "window_end", "labels", "horizon_seconds", "run_id"]
+
+
+def _late_labels(client: Client, model: ModelSpec, window: Window, run_id: uuid.UUID, result: RunResult) -> None:
+    """Count the window's labels that arrived past its horizon (so were not joined) and keep the count per window.
+
+    Cheap while the horizon has not passed: the labels table is sorted by (model, ts), so a scan from a
+    future instant reads nothing. A window without any keeps no row (and loses an earlier run's).
+    """
+    q = Query()
+    late = int(client.query(late_labels_sql(model, window, q), parameters=q.parameters,
+                            settings=aggregates.DETECTOR_SETTINGS).result_rows[0][0])
+    result.late_labels = late
+    rows = [[model.name, window.start, window.end, late, label_horizon(model).total_seconds(), run_id]] if late else []
+    replace_window(client, "late_labels", LATE_LABEL_COLUMNS, rows, model.name, window, run_id)
+    if late:
+        log.warning("labels arrived past the label horizon and were not joined", extra={
+            "model": model.name, "window": str(window), "late_labels": late,
+            "label_horizon_s": label_horizon(model).total_seconds(),
+            "hint": "raise the model's label_horizon in models.yaml and backfill the window (driftline detect)"})
+
+
 def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, trigger: str = "manual") -> RunResult:
     """Compute and store one stage of one window; errors are recorded and returned, not raised."""
     run_id = uuid.uuid4()
@@ -249,6 +274,7 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
                     elif rows and all(r.status == "insufficient_data" for r in rows):
                         result.status = "insufficient_data"  # labels may still come: the scheduler retries
             replace_window(client, "performance_results", PERFORMANCE_COLUMNS, perf_out, model.name, window, run_id)
+            _late_labels(client, model, window, run_id, result)
         else:
             raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
     except Exception as exc:  # a failing model is recorded, never fatal for the scheduler
@@ -266,5 +292,6 @@ def run_stage(client: Client, model: ModelSpec, window: Window, stage: str, *, t
                                     "status": result.status, "duration_s": round(result.duration_s, 3),
                                     "drifted": result.drifted_columns,
                                     "multivariate_drifted": result.multivariate_drifted, "degraded": result.degraded_metrics,
-                                    "rows_scanned": result.rows_scanned, "drift_path": result.drift_path})
+                                    "rows_scanned": result.rows_scanned, "drift_path": result.drift_path,
+                                    "late_labels": result.late_labels})
     return result

@@ -42,7 +42,7 @@ from detectors.concept_drift import run_recorded
 from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
 from detectors.shard import Shard
-from detectors.sources import TS, Window, label_horizon
+from detectors.sources import TS, Window
 from driftline import metrics
 from driftline.timestamps import as_utc
 
@@ -107,17 +107,30 @@ def due_windows(client: Client, model: ModelSpec, stage: str, now: dt.datetime, 
 
 
 def _relabelled(client: Client, model: ModelSpec, finished: dict[dt.datetime, dt.datetime]) -> set[dt.datetime]:
-    """Finished windows with a label (in the window's label range) ingested after that window's run started."""
+    """Finished windows with a prediction whose label was ingested after that window's last run started.
+
+    Matched by event_id, as the performance stage joins: a label's own ts says when it was sent, not which
+    window it belongs to (one sent days late belongs to its prediction's window). Labels past a window's
+    horizon count too: the rerun counts them as past the horizon. The labels read are only those ingested
+    since the oldest finished run (the right side of the join); predictions are read for the look-back only.
+    """
     starts = sorted(finished)
-    reach = model.window + label_horizon(model)
+    length_ms = int(model.window.total_seconds() * 1000)
     rows = client.query(
-        f"SELECT w, max(ingested_at) FROM labels ARRAY JOIN {{starts:Array({TS})}} AS w "
-        f"WHERE model = {{m:String}} AND ts >= {{lo:{TS}}} AND ts < {{hi:{TS}}} AND ingested_at > {{since:{TS}}} "
-        f"AND ts >= w AND ts < w + toIntervalMillisecond({{reach:Int64}}) GROUP BY w",
-        parameters={"m": model.name, "starts": starts, "lo": starts[0], "hi": starts[-1] + reach,
-                    "since": min(finished.values()), "reach": int(reach.total_seconds() * 1000)},
+        f"SELECT intDiv(toUnixTimestamp64Milli(p.ts), {{len:Int64}}) * {{len:Int64}} AS w, max(l.latest) "
+        f"FROM predictions AS p INNER JOIN (SELECT event_id, max(ingested_at) AS latest FROM labels "
+        f"WHERE model = {{m:String}} AND ts >= {{lo:{TS}}} AND ingested_at > {{since:{TS}}} GROUP BY event_id) AS l "
+        f"ON l.event_id = p.event_id "
+        f"WHERE p.model = {{m:String}} AND p.ts >= {{lo:{TS}}} AND p.ts < {{hi:{TS}}} GROUP BY w",
+        parameters={"m": model.name, "lo": starts[0], "hi": starts[-1] + model.window,
+                    "since": min(finished.values()), "len": length_ms},
     ).result_rows
-    return {as_utc(w) for w, latest in rows if as_utc(latest) > finished[as_utc(w)]}
+    out = set()
+    for w_ms, latest in rows:
+        start = EPOCH + dt.timedelta(milliseconds=int(w_ms))
+        if start in finished and as_utc(latest) > finished[start]:
+            out.add(start)
+    return out
 
 
 class DetectorScheduler:

@@ -112,20 +112,47 @@ def _segment_filter(segment: Segment, q: Query) -> str:
 
 
 def label_horizon(model: ModelSpec) -> timedelta:
-    """How long after a window its labels are looked for: twice the label delay plus a window, at least an hour.
+    """How long after a window's end its predictions' labels still join it: the model's `label_horizon`.
 
-    Bounding the label scan keeps a backfill of an old window from reading every label since; a label
-    arriving later than this is not joined (raise `label_delay` for models whose labels take longer).
+    A label joins by event_id whatever its own ts says (a label sent days late, stamped with its send time,
+    still lands in its prediction's window) as long as it arrives before window end + horizon. The bound
+    keeps the label scan of an old window (a backfill) from reading every label since; labels arriving later
+    are counted by `late_labels_sql`, never dropped silently.
+    """
+    return model.label_horizon
+
+
+def expected_label_wait(model: ModelSpec) -> timedelta:
+    """How long labels are normally still coming after a window: twice the label delay plus a window, at least 1h.
+
+    Used where waiting longer has a cost: alert evaluation holds a window without a verdict this long, and
+    the streaming concept drift looks predictions up this far back. Not a limit on joins (`label_horizon`).
     """
     return max(model.label_delay * 2 + model.window, timedelta(hours=1))
 
 
-def labels_sql(q: Query, model_param: str, since: str, until: str) -> str:
-    """The latest label of each event of a model, among labels that arrived in [since, until)."""
+def window_event_ids_sql(model_param: str, start: str, end: str) -> str:
+    """The event ids of a model's predictions in [start, end): the set a window's labels are looked up by."""
+    return f"(SELECT event_id FROM predictions WHERE model = {model_param} AND ts >= {start} AND ts < {end})"
+
+
+def labels_sql(q: Query, model_param: str, since: str, until: str, event_ids: str) -> str:
+    """The latest label of each of `event_ids`, among labels that arrived in [since, until) (by their ts)."""
     return (
         f"(SELECT event_id, argMax(label, ts) AS label FROM labels "
-        f"WHERE model = {model_param} AND ts >= {since} AND ts < {until} GROUP BY event_id)"
+        f"WHERE model = {model_param} AND ts >= {since} AND ts < {until} AND event_id IN {event_ids} "
+        f"GROUP BY event_id)"
     )
+
+
+def late_labels_sql(model: ModelSpec, window: Window, q: Query) -> str:
+    """Count of labels of the window's predictions that arrived at or after window end + horizon (not joined)."""
+    model_p = q.param(model.name, "String", "m")
+    start = q.param(window.start, TS, "t")
+    end = q.param(window.end, TS, "t")
+    until = q.param(window.end + label_horizon(model), TS, "t")
+    return (f"SELECT count() FROM labels WHERE model = {model_p} AND ts >= {until} "
+            f"AND event_id IN {window_event_ids_sql(model_p, start, end)}")
 
 
 ROW = "features, prediction, proba, label"
@@ -143,8 +170,8 @@ def production_rows(
     where = f"p.model = {model_p} AND p.ts >= {start} AND p.ts < {end}{_segment_filter(segment, q)}"
     if with_labels:
         until = q.param(window.end + label_horizon(model), TS, "t")
-        source = (f"predictions AS p LEFT JOIN {labels_sql(q, model_p, start, until)} AS l "
-                  f"ON l.event_id = p.event_id")
+        labels = labels_sql(q, model_p, start, until, window_event_ids_sql(model_p, start, end))
+        source = f"predictions AS p LEFT JOIN {labels} AS l ON l.event_id = p.event_id"
     else:
         # Read the table itself (a `SELECT *` subquery here would make every pass read every feature).
         source = "predictions AS p"

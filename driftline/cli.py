@@ -41,11 +41,13 @@ from driftline.logs import setup_logging
 from driftline.privacy import Redactor
 from driftline.store import StoreError, connect, migrate, schema_version
 from driftline.store.retention import apply_retention
+from driftline.unknown_models import ModelGate, record_registry, registered_names, unknown_model_counts
 from driftline.yamlfile import ConfigError
 
 log = logging.getLogger("driftline")
 
 COUNTED_TABLES = ("predictions", "labels", "infra_metrics", "dead_letters")
+UNKNOWN_MODELS_SCHEMA = 11  # the migration that adds registry_snapshots
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -79,14 +81,27 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_db_status(args: argparse.Namespace) -> int:
+    """Rows per table, and the events of models the registry does not define (per name, with the closest one).
+
+    The registry is models.yaml when it exists, else the latest one a service recorded in the store; with
+    neither, no model is unknown (as the collector counts none).
+    """
     settings = _settings(args)
     client = connect(settings)
     version = schema_version(client)
     counts: dict[str, int] = {}
+    unknown: list[dict[str, object]] = []
     if version:
         for table in COUNTED_TABLES:
             counts[table] = int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
-    print(json.dumps({"store": settings.redacted_clickhouse_url(), "schema_version": version, "rows": counts}))
+        names = ([m.name for m in _registry(settings).models] if settings.models_file.exists()
+                 else registered_names(client) if version >= UNKNOWN_MODELS_SCHEMA else None)
+        if names is not None:
+            unknown = [{"model": u.model, "closest": u.closest, "events": u.events, "predictions": u.predictions,
+                        "labels": u.labels, "metrics": u.metrics, "dead_lettered": u.dead_lettered,
+                        "last_seen": u.last_seen} for u in unknown_model_counts(client, names)]
+    print(json.dumps({"store": settings.redacted_clickhouse_url(), "schema_version": version, "rows": counts,
+                      "unknown_models": unknown}))
     return 0
 
 
@@ -138,8 +153,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     registry = _registry(settings) if settings.models_file.exists() else None  # its privacy policies apply
     redactor = privacy_redactor(settings, registry)
     _migrate(settings)
+    record_registry(connect(settings), registry)
     tune_gc_for_throughput()
-    return 0 if Collector(settings, stop_event=stop, redactor=redactor).run() else 1
+    return 0 if Collector(settings, stop_event=stop, redactor=redactor, gate=ModelGate.from_registry(registry)).run() else 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -158,7 +174,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise ConfigError(f"{settings.alerts_file} exists but there is no model registry at {settings.models_file}")
         alert_config, _ = load_alert_config(settings, registry=registry)
     redactor = privacy_redactor(settings, registry)  # shared by the collector and HTTP ingest; a reload replaces it
+    gate = ModelGate.from_registry(registry)  # the same: the model names events are counted against
     _migrate(settings)
+    record_registry(connect(settings), registry)
     broker = None
     if not settings.kafka_bootstrap_servers:
         broker = LocalBroker(settings.local_broker_host, settings.local_broker_port).start()
@@ -168,10 +186,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     dispatcher = None
     api = None
     try:
-        collector = Collector(settings, stop_event=stop, redactor=redactor)
+        collector = Collector(settings, stop_event=stop, redactor=redactor, gate=gate)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
-        api = start_api(settings, registry, reload=reloader(settings, scheduler), redactor=redactor)
+        api = start_api(settings, registry, reload=reloader(settings, scheduler), redactor=redactor, gate=gate)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
@@ -255,6 +273,7 @@ def reloader(settings: Settings, scheduler):  # type: ignore[no-untyped-def]
             if alert_config is not None and scheduler.alert_config is not None:
                 scheduler.alert_config = alert_config
             scheduler.reschedule(registry)
+        record_registry(connect(settings), registry)
         log.info("configuration reloaded", extra={"models": [m.name for m in registry.models]})
         return registry
 
@@ -291,6 +310,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     registry = _registry(settings) if settings.models_file.exists() else None
     redactor = privacy_redactor(settings, registry)
     _migrate(settings)
+    record_registry(connect(settings), registry)
     api = start_api(settings, registry, reload=reloader(settings, None), redactor=redactor)
     print(json.dumps({"api": api.url, "docs": f"{api.url}/docs"}), flush=True)
     stop.wait()

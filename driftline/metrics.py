@@ -11,7 +11,8 @@ scrape: it shows as `driftline_store_up 0`.
 Label cardinality is bounded by construction: event kinds, dead-letter
 reasons, stages, statuses, channel kinds, route templates (never raw paths),
 HTTP methods folded to a known set, topics and partitions of the
-configuration, and model names of the registry. Nothing is labelled by
+configuration, and model names of the registry (plus at most 100 names of
+unregistered models, `driftline.unknown_models`). Nothing is labelled by
 feature, event id, delivery id or path. The registry is not prometheus_client's
 global default: apps and tests can be built several times in one process.
 """
@@ -65,7 +66,7 @@ EVENTS_STORED = Counter("driftline_collector_events_stored_total",
                         ["kind"], registry=REGISTRY)
 EVENTS_DEAD_LETTERED = Counter("driftline_collector_events_dead_lettered_total",
                                "Records written to the dead-letter table, by event kind and reason "
-                               "(invalid_json, oversized, contract, invalid_name, unknown_topic, store_rejected, "
+                               "(invalid_json, oversized, contract, invalid_name, unknown_topic, unknown_model, store_rejected, "
                                "undecodable_batch).",
                                ["kind", "reason"], registry=REGISTRY)
 BATCHES = Counter("driftline_collector_batches_total", "Batches the collector made durable (rows, dead letters and "
@@ -82,6 +83,12 @@ UNDECODABLE_BATCHES = Counter(
     "Kafka record batches the consumer could not decode, dead-lettered whole (one dead letter per batch) and "
     "skipped, by topic and reason (codec_unavailable, corrupt, too_large). Counted when met: a batch met again "
     "after a crash replay counts again.", ["topic", "reason"], registry=REGISTRY)
+OTHER_MODEL = "__other__"
+UNKNOWN_MODEL_EVENTS = Counter("driftline_unknown_model_events_total",
+                               "Events naming a model the registry does not define, by event kind, model name (the "
+                               "first 100 names this process saw; later ones as `__other__`) and outcome (stored, "
+                               "dead_lettered: the registry's `unknown_models`).", ["kind", "model", "outcome"],
+                               registry=REGISTRY)
 WRITE_RETRIES = Counter("driftline_collector_write_retries_total",
                         "Batch write attempts after the first (each after rolling back the failed one).",
                         registry=REGISTRY)
@@ -128,6 +135,7 @@ ALERTS_FIRING = "driftline_alerts_firing"
 OUTBOX_PENDING = "driftline_outbox_pending"
 OUTBOX_DEAD = "driftline_outbox_dead"
 OUTBOX_OLDEST = "driftline_outbox_oldest_pending_age_seconds"
+LABELS_PAST_HORIZON = "driftline_labels_past_horizon"
 MAX_SERIES = 1000  # per scrape-time query: a bound on the series a store can make us export
 
 
@@ -139,6 +147,10 @@ def consumed(kind: str, count: int) -> None:
 
 def undecodable_batch(topic: str, reason: str) -> None:
     UNDECODABLE_BATCHES.labels(topic, reason).inc()
+
+
+def unknown_model_events(kind: str, model: str, outcome: str, count: int) -> None:
+    UNKNOWN_MODEL_EVENTS.labels(kind, model, outcome).inc(count)
 
 
 def batch_written(batch: Batch, rejected: list[DeadLetter], kinds: Mapping[str, str],
@@ -205,6 +217,9 @@ class StoreGauges:
                                  labels=["kind"])
         oldest = GaugeMetricFamily(OUTBOX_OLDEST, "Age of the oldest pending delivery, by channel kind.",
                                    labels=["kind"])
+        late = GaugeMetricFamily(LABELS_PAST_HORIZON, "Labels that arrived after their prediction's window end plus "
+                                 "the model's label_horizon (not joined), by model, as counted by the latest "
+                                 "performance run of each window.", labels=["model"])
         try:
             client = self._client()
             rows = client.query(
@@ -215,6 +230,9 @@ class StoreGauges:
                 "SELECT kind, status, count(), min(created_at) FROM outbox FINAL WHERE status IN {st:Array(String)} "
                 "GROUP BY kind, status ORDER BY kind, status LIMIT {n:UInt32}",
                 parameters={"st": ["pending", "dead"], "n": MAX_SERIES}).result_rows
+            past = client.query(
+                "SELECT model, sum(labels) FROM late_labels FINAL GROUP BY model ORDER BY model LIMIT {n:UInt32}",
+                parameters={"n": MAX_SERIES}).result_rows
         except Exception:  # noqa: BLE001 - the scrape must not fail with the store
             up.add_metric([], 0)
             yield up
@@ -230,7 +248,9 @@ class StoreGauges:
                 oldest.add_metric([str(kind)], max(0.0, (now - first).total_seconds()))
             else:
                 dead.add_metric([str(kind)], int(count))
-        yield from (up, firing, pending, dead, oldest)
+        for model, count in past:
+            late.add_metric([str(model)], int(count))
+        yield from (up, firing, pending, dead, oldest, late)
 
 
 class _Scrape:

@@ -20,6 +20,7 @@ from driftline.api.auth import Authenticator
 from driftline.api.context import ApiContext
 from driftline.config import Settings
 from driftline.privacy import Redactor
+from driftline.unknown_models import ModelGate
 
 DESCRIPTION = """Model monitoring and drift detection.
 
@@ -29,17 +30,20 @@ limits are configured in `DRIFTLINE_API_TOKENS_FILE`. Times are ISO 8601 (UTC wh
 
 def create_app(registry: Registry, authenticator: Authenticator, client_factory: Callable[[], Client], *,
                ready_checks: dict[str, Callable[[], None]] | None = None, settings: Settings | None = None,
-               reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None) -> FastAPI:
+               reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None,
+               gate: ModelGate | None = None) -> FastAPI:
     """The API; `ready_checks` name the dependencies `/readyz` probes, `reload` re-reads the config files.
 
     `redactor` holds the privacy policies HTTP ingest applies; by default they come from `registry`, and a
-    policy without a key (DRIFTLINE_PRIVACY_KEY[_FILE]) refuses to build the app.
+    policy without a key (DRIFTLINE_PRIVACY_KEY[_FILE]) refuses to build the app. `gate` holds the model
+    names HTTP ingest counts events of unregistered models against; by default `registry`'s.
     """
     app = FastAPI(title="Driftline", version="1", description=DESCRIPTION)
     settings = settings or Settings()
     if redactor is None:
         redactor = Redactor(registry.privacy_policies(), settings.privacy_key_bytes())
-    ctx = ApiContext(registry, authenticator, client_factory(), settings, reload, redactor=redactor)
+    ctx = ApiContext(registry, authenticator, client_factory(), settings, reload, redactor=redactor,
+                     gate=gate or ModelGate.from_registry(registry))
     app.state.ctx = ctx
     checks = ready_checks or {"clickhouse": lambda: ctx.client.query("SELECT 1")}
     app.add_middleware(BodyLimit, small=ctx.settings.api_max_body_bytes, bulk=ctx.settings.api_max_upload_bytes)

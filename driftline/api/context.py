@@ -19,6 +19,7 @@ from detectors.config import ModelSpec, Registry
 from driftline.api.auth import Authenticator, Principal, Scope
 from driftline.config import Settings
 from driftline.privacy import Redactor
+from driftline.unknown_models import ModelGate
 
 UNAUTHORIZED = {401: {"description": "no bearer token, or an unknown one"}}
 FORBIDDEN = {403: {"description": "the token's scope or team does not allow this"}}
@@ -37,6 +38,7 @@ class ApiContext:
     reload: Callable[[], Registry] | None = None  # re-reads the config files; raises ConfigError
     lock: threading.Lock = field(default_factory=threading.Lock)
     redactor: Redactor | None = None  # the privacy policies HTTP ingest applies (shared with `up`'s collector)
+    gate: ModelGate = field(default_factory=ModelGate)  # the registry's model names as ingest sees them (shared too)
 
     def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")

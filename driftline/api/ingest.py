@@ -48,8 +48,10 @@ class IngestResult(BaseModel):
     accepted: int = Field(description="events stored", examples=[998])
     dead_lettered: int = Field(description="events kept as dead letters with their reason", examples=[2])
     errors: list[EventError] = Field(description=f"the first {MAX_REPORTED} dead letters' reasons")
-    unknown_models: list[str] = Field(description="models the batch names that the registry does not define "
-                                                  "(their events are stored anyway; detectors start once registered)")
+    unknown_models: list[str] = Field(description="models the batch names that the registry does not define: their "
+                                                  "events are stored (detectors start once registered), or dead-"
+                                                  "lettered (reason unknown_model) with the registry's "
+                                                  "`unknown_models: dead_letter`")
 
 
 class _Model(msgspec.Struct):
@@ -84,7 +86,7 @@ def models_named(events: list[bytes]) -> set[str]:
 def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter(tags=["ingest"], responses={**UNAUTHORIZED, **FORBIDDEN})
     sink = HttpIngest(ctx.client, partition=ctx.settings.api_ingest_partition,
-                      max_event_bytes=ctx.settings.max_event_bytes, redactor=ctx.redactor)
+                      max_event_bytes=ctx.settings.max_event_bytes, redactor=ctx.redactor, gate=ctx.gate)
     body_doc = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"type": "array", "items": {}, "description": "v1 events of the path's "
                                         "kind; an element that is not one is dead-lettered, not refused"},
@@ -114,10 +116,9 @@ def router(ctx: ApiContext) -> APIRouter:
             raise HTTPException(503, f"the store is unavailable ({exc}); retry the batch") from None
         letters = sorted(outcome.dead_letters, key=lambda d: d.origin.offset) if outcome else []
         base = outcome.first_offset if outcome else 0
-        known = {m.name for m in ctx.registry.models}
         return IngestResult(accepted=outcome.written if outcome else 0, dead_lettered=len(letters),
                             errors=[EventError(index=d.origin.offset - base, error_kind=d.error_kind, error=d.error)
                                     for d in letters[:MAX_REPORTED]],
-                            unknown_models=sorted(named - known))
+                            unknown_models=ctx.gate.unknown(named))
 
     return api

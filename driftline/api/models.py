@@ -18,6 +18,7 @@ from driftline.api.context import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, ApiContext
 from driftline.names import IDENTIFIER_PATTERN
 from driftline.privacy import PrivacyKeyMissing
 from driftline.timestamps import as_utc
+from driftline.unknown_models import unknown_model_counts
 from driftline.yamlfile import ConfigError
 
 MAX_SPAN = dt.timedelta(days=400)
@@ -62,6 +63,21 @@ class ModelSummary(BaseModel):
     owner: str | None = Field(examples=["team-retention"])
     features: list[str] = Field(examples=[["tenure_months", "monthly_charges", "contract"]])
     window_seconds: float = Field(examples=[3600.0])
+
+
+class UnknownModelEvents(BaseModel):
+    """Events in the store naming a model the registry does not define (a typo, or a model not registered yet)."""
+
+    model: str = Field(examples=["chrun"])
+    closest: str | None = Field(description="the registered model with the most similar name", examples=["churn"])
+    events: int = Field(description="stored events plus dead letters", examples=[1200])
+    predictions: int = Field(examples=[1000])
+    labels: int = Field(examples=[200])
+    metrics: int = Field(examples=[0])
+    dead_lettered: int = Field(description="dead letters with reason unknown_model (`unknown_models: dead_letter`)",
+                               examples=[0])
+    last_seen: str | None = Field(description="when the latest of them was ingested (ISO 8601 UTC)",
+                                  examples=["2026-12-01T10:00:00+00:00"])
 
 
 class ReloadResult(BaseModel):
@@ -117,6 +133,19 @@ def router(ctx: ApiContext) -> APIRouter:
         """The models of the registry this token may see (a team token: its team's)."""
         return [summary(m) for m in ctx.visible(who)]
 
+    @api.get("/unknown-models")
+    def unknown_models(who: Annotated[Principal, reader],
+                       limit: Annotated[int, Query(ge=1, le=1000, description="most names listed")] = 100,
+                       ) -> list[UnknownModelEvents]:
+        """Models named by stored events or dead letters that the registry does not define, most events first.
+
+        A team token sees the names whose closest registered model is one of its team's (a typo of its own).
+        """
+        registry = ctx.registry
+        found = unknown_model_counts(ctx.client, [m.name for m in registry.models], limit=limit)
+        return [UnknownModelEvents(**vars(u), events=u.events) for u in found
+                if who.team is None or (u.closest is not None and ctx.may_see(who, u.closest))]
+
     @api.post("/models/reload", responses={422: {"description": "the files are invalid; the running registry is kept"}})
     def reload(who: Annotated[Principal, Depends(ctx.needs("admin"))]) -> ReloadResult:
         """Re-read models.yaml (and alerts.yaml, inside `up`) and switch to them only if both are valid."""
@@ -127,6 +156,7 @@ def router(ctx: ApiContext) -> APIRouter:
                 registry = ctx.reload()
                 if ctx.redactor is not None:  # before the switch: a policy without a key keeps the old config
                     ctx.redactor.replace(registry.privacy_policies())
+                ctx.gate.replace([m.name for m in registry.models], action=registry.unknown_models)
                 ctx.registry = registry
         except (ConfigError, PrivacyKeyMissing) as exc:
             raise HTTPException(422, f"configuration not reloaded, still running the previous one: {exc}") from None
@@ -152,9 +182,15 @@ def router(ctx: ApiContext) -> APIRouter:
         firing = ctx.client.query(
             "SELECT rule, subject, severity, active_since FROM alert_states FINAL WHERE model = {m:String} "
             "AND status = 'firing' ORDER BY rule, subject", parameters={"m": spec.name}).named_results()
+        late = ctx.client.query(
+            "SELECT sum(labels), count(), max(window_end) FROM late_labels FINAL WHERE model = {m:String}",
+            parameters={"m": spec.name}).result_rows[0]
         latest = next(iter(drift), None)
         return {"model": spec.name, "drift": json_row(latest) if latest else None,
-                "performance": [json_row(r) for r in perf], "firing_alerts": [json_row(r) for r in firing]}
+                "performance": [json_row(r) for r in perf], "firing_alerts": [json_row(r) for r in firing],
+                "labels_past_horizon": {"labels": int(late[0]), "windows": int(late[1]),
+                                        "latest_window_end": json_value(late[2]) if late[1] else None,
+                                        "label_horizon_seconds": spec.label_horizon.total_seconds()}}
 
     def results(kind: str):  # type: ignore[no-untyped-def]
         table, key, columns = RESULT_TABLES[kind]

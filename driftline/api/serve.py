@@ -21,6 +21,7 @@ from driftline.api.app import create_app
 from driftline.api.auth import load_tokens
 from driftline.config import Settings
 from driftline.privacy import Redactor
+from driftline.unknown_models import ModelGate
 from driftline.store import connect
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def kafka_check(bootstrap: str) -> Callable[[], None]:
 
 
 def start_api(settings: Settings, registry: Registry | None, *,
-              reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None) -> RunningApi:
+              reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None,
+              gate: ModelGate | None = None) -> RunningApi:
     """Serve the API on a thread; `reload` re-reads the config files for `POST /models/reload`.
 
     `redactor`: the privacy policies HTTP ingest applies (`up` shares its collector's); default: the registry's.
@@ -67,7 +69,7 @@ def start_api(settings: Settings, registry: Registry | None, *,
     if settings.kafka_bootstrap_servers:
         checks["kafka"] = kafka_check(settings.kafka_bootstrap_servers)
     app = create_app(registry or Registry(), authenticator, lambda: client, ready_checks=checks, settings=settings,
-                     reload=reload, redactor=redactor)
+                     reload=reload, redactor=redactor, gate=gate or ModelGate.from_registry(registry))
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None,
                             access_log=False, lifespan="off", server_header=False)
     server = uvicorn.Server(config)

@@ -650,6 +650,32 @@ MIGRATIONS = MIGRATIONS + (
             f"ALTER TABLE {entry_table('labels')}_mv MODIFY QUERY " + _entry_select("labels", **LABEL_ENTRY),
         ),
     ),
+    Migration(
+        11,
+        "what ingest and the performance stage do not store: the registry's names, labels past the horizon",
+        (
+            # The model names of the registry a service runs with (written at start and reload), so the fleet
+            # dashboard can tell events of unregistered models (driftline/unknown_models.py); the latest row counts.
+            """CREATE TABLE IF NOT EXISTS registry_snapshots (
+                models Array(String),
+                unknown_models LowCardinality(String),
+                written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = MergeTree
+            ORDER BY written_at""",
+            # Per window: labels of its predictions that arrived after window end + the model's label_horizon,
+            # so not joined (detectors/performance.py). Replaced by each performance run of the window.
+            f"""CREATE TABLE IF NOT EXISTS late_labels (
+                model LowCardinality(String),
+                window_start DateTime64(3, 'UTC'),
+                window_end DateTime64(3, 'UTC'),
+                labels UInt64,
+                horizon_seconds Float64,
+                {RESULT_TAIL.strip()}
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (model, window_start, window_end)""",
+        ),
+    ),
 )
 
 

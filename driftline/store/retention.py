@@ -60,6 +60,7 @@ RETENTION: tuple[TableRetention, ...] = (
     TableRetention("multivariate_drift_results", "computed_at", "retention_results_days"),
     TableRetention("concept_drift_events", "detected_at", "retention_results_days"),
     TableRetention("detector_runs", "started_at", "retention_results_days"),
+    TableRetention("late_labels", "computed_at", "retention_results_days"),
     TableRetention("alert_events", "at", "retention_audit_days"),
     TableRetention("delivery_attempts", "at", "retention_audit_days"),
     TableRetention("ingest_batches", "written_at", "retention_ingest_batches_days", FOLD_INGEST_BATCHES),

@@ -52,6 +52,7 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/models/{model}/estimated"): "read", ("GET", "/models/{model}/multivariate"): "read",
     ("GET", "/models/{model}/report"): "read", ("GET", "/alerts"): "read", ("GET", "/alerts/{fingerprint}"): "read",
     ("GET", "/silences"): "read", ("GET", "/deliveries"): "read", ("GET", "/metrics"): "read",
+    ("GET", "/unknown-models"): "read",
     ("POST", "/models/{model}/references/{name}"): "write", ("POST", "/ingest/{kind}"): "write",
     ("POST", "/alerts/{fingerprint}/ack"): "write", ("POST", "/silences"): "write",
     ("POST", "/silences/{silence_id}/expire"): "write", ("POST", "/deliveries/{delivery_id}/replay"): "write",

@@ -29,13 +29,16 @@ class Rows:
 
 
 class FakeStore:
-    """Answers the two scrape-time queries (by their table) with fixed rows."""
+    """Answers the scrape-time queries (by their table) with fixed rows."""
 
-    def __init__(self, firing: list[tuple[object, ...]], outbox: list[tuple[object, ...]]) -> None:
-        self.firing, self.outbox, self.queries = firing, outbox, []
+    def __init__(self, firing: list[tuple[object, ...]], outbox: list[tuple[object, ...]],
+                 late: list[tuple[object, ...]] | None = None) -> None:
+        self.firing, self.outbox, self.late, self.queries = firing, outbox, late or [], []
 
     def query(self, sql: str, parameters: dict[str, object]) -> Rows:
         self.queries.append((sql, parameters))
+        if "late_labels" in sql:
+            return Rows(self.late)
         return Rows(self.firing if "alert_states" in sql else self.outbox)
 
 
