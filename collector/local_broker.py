@@ -8,11 +8,15 @@ for tests; production points `DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS` at Kafka.
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,20 +59,98 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-class LocalBroker:
-    """Starts tansu on host:port; `stop()` (or leaving the `with` block) ends it."""
+PID_FILE = "local-broker.pid"
+_PR_SET_PDEATHSIG = 1
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None) -> None:
+
+def _die_with_parent() -> None:
+    """preexec_fn: the kernel sends the broker SIGKILL when the process that started it dies.
+
+    Memory storage makes an orphaned broker worthless (nobody consumes it) and harmful (it holds
+    the port, so the next `up` cannot start). Linux only; elsewhere the pid file below is the guard.
+    Runs in the child between fork and exec: nothing here may take a lock or log, so the libc
+    function is looked up in the parent (`_prctl`) and only called here.
+    """
+    _prctl()(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _prctl():  # type: ignore[no-untyped-def]
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    return _PRCTL
+
+
+_PRCTL = None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def reap_orphan(pid_file: Path, host: str, port: int) -> int | None:
+    """Stop a broker a previous `up` on this folder started and left running; returns its pid if one was stopped.
+
+    Only a process whose command line is tansu's `broker` listening on this very host:port is
+    stopped (the pid file alone could name a pid the system has since reused for something else).
+    """
+    try:
+        recorded = json.loads(pid_file.read_text())
+        pid = int(recorded["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    argv = _cmdline(pid)
+    url = f"tcp://{host}:{port}"
+    if not argv or Path(argv[0]).name != "tansu" or "broker" not in argv or url not in argv:
+        pid_file.unlink(missing_ok=True)
+        return None
+    try:
+        os.kill(pid, signal.SIGKILL)  # in-memory storage: nothing to save by asking politely
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return None
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and _cmdline(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    log.warning("stopped a local broker left running by an earlier `up` on this folder (killed before it "
+                "could stop it); the events it held were lost with it",
+                extra={"pid": pid, "bootstrap_servers": f"{host}:{port}", "pid_file": str(pid_file),
+                       "started_at": recorded.get("started_at")})
+    return pid
+
+
+class LocalBroker:
+    """Starts tansu on host:port; `stop()` (or leaving the `with` block) ends it.
+
+    With `state_dir` (the data folder of the `up` that owns it) the broker's pid is recorded in
+    `state_dir/local-broker.pid`, so that the next start on that folder can find and stop a broker
+    whose parent was killed (on Linux it also dies with its parent: see `_die_with_parent`).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
+                 state_dir: Path | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        self.pid_file = state_dir / PID_FILE if state_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> "LocalBroker":
+        if self.pid_file is not None:
+            reap_orphan(self.pid_file, self.host, self.port)
         if _listening(self.host, self.port):
             raise BrokerUnavailable(
                 f"port {self.port} on {self.host} is already in use: stop what listens there, choose another "
@@ -82,7 +164,14 @@ class LocalBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" and _prctl() else None,
         )
+        if self.pid_file is not None:
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.pid_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": self._proc.pid, "host": self.host, "port": self.port,
+                                       "started_at": time.time(), "parent": os.getpid()}))
+            tmp.replace(self.pid_file)
         deadline = time.monotonic() + timeout
         while not _listening(self.host, self.port):
             if self._proc.poll() is not None:
@@ -96,7 +185,11 @@ class LocalBroker:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+        if proc.poll() is not None:
             return
         proc.terminate()
         try:

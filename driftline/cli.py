@@ -179,7 +179,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     record_registry(connect(settings), registry)
     broker = None
     if not settings.kafka_bootstrap_servers:
-        broker = LocalBroker(settings.local_broker_host, settings.local_broker_port).start()
+        # The pid file lets the next `up` on this folder stop a broker this one could not (SIGKILL elsewhere).
+        broker = LocalBroker(settings.local_broker_host, settings.local_broker_port,
+                             state_dir=settings.embedded_path if settings.is_embedded else None).start()
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
     scheduler = None
