@@ -9,13 +9,31 @@ Values come straight from models and frames: numpy and pandas scalars
 (integers, floats, bool_, NaN/NA/None, Timestamp) are converted by
 `driftline.values` (NaN and NA are null; proba classes take their text form,
 so `model.classes_` can key `proba` as they are).
+
+Delivery: every event stays in a bounded in-memory spool until the broker
+acknowledges it (acks=all). A send that fails (the broker restarted, was
+unreachable past kafka-python's own retries, the topic was missing for a
+moment) is sent again from the spool by a background thread until it is
+acknowledged, so a broker that comes back gets every event. `flush()` and
+`close()` return how many events are still unacknowledged when their timeout
+ends, and then call `on_error` with a `DeliveryError` or, without a callback,
+raise it: nothing fails silently. What the spool cannot cover: an event the
+broker acknowledged and then lost (an in-memory broker killed before the
+collector stored it). Driftline's collector counts those (README: Delivery).
+Retried events may arrive out of order, and an event whose first attempt
+failed after the broker wrote it can be stored twice (at least once, from
+this side).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from driftline.contracts import (
@@ -29,9 +47,28 @@ from driftline.contracts import (
 )
 from driftline.values import class_name, plain, timestamp
 
+log = logging.getLogger(__name__)
+
+DEFAULT_SPOOL_EVENTS = 100_000
+
+
+class DeliveryError(RuntimeError):
+    """Events the broker has not acknowledged: `undelivered` of them, still spooled (flush) or dropped (close)."""
+
+    def __init__(self, undelivered: int, message: str, last_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.undelivered = undelivered
+        self.last_error = last_error
+
 
 class PredictionLogger:
-    """Logs predictions, labels and metrics to Kafka. Thread-safe (kafka-python's producer is)."""
+    """Logs predictions, labels and metrics to Kafka. Thread-safe (kafka-python's producer is).
+
+    `spool_events` bounds the unacknowledged events kept for resending (a send past it raises
+    `DeliveryError` at once, rather than growing without bound while the broker is away);
+    `retry_backoff_s` is the pause between resends of failed events; `on_error(DeliveryError)`,
+    if given, is called instead of raising when `flush()`/`close()` end with undelivered events.
+    """
 
     def __init__(
         self,
@@ -40,20 +77,127 @@ class PredictionLogger:
         topic_predictions: str = "predictions",
         topic_labels: str = "labels",
         topic_metrics: str = "metrics",
+        spool_events: int = DEFAULT_SPOOL_EVENTS,
+        retry_backoff_s: float = 0.5,
+        on_error: Callable[[DeliveryError], None] | None = None,
         **producer_config: object,
     ) -> None:
         from kafka import KafkaProducer
 
         config: dict[str, object] = {"acks": "all", "linger_ms": 20, "retries": 5}
         config.update(producer_config)
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), **config)
+        self._new_producer = lambda: KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), **config)
+        self._producer = self._new_producer()
         self._topics = {EventKind.PREDICTION: topic_predictions, EventKind.LABEL: topic_labels, EventKind.METRIC: topic_metrics}
         self._validators = {kind: EventValidator(kind, max_event_bytes=1 << 30) for kind in EventKind}
+        self._spool_events = spool_events
+        self._retry_backoff_s = retry_backoff_s
+        self._on_error = on_error
+        self._lock = threading.Condition()
+        self._unacked: dict[int, tuple[str, bytes, bytes]] = {}  # seq -> (topic, key, payload), until acked
+        self._failed: deque[int] = deque()  # seqs whose last attempt failed, waiting for a resend
+        self._seq = 0
+        self._last_error: BaseException | None = None
+        self.resent = 0  # attempts after a failure (informational, and for tests)
+        self._closed = False
+        self._retrier = threading.Thread(target=self._retry_loop, name="prediction-logger-retry", daemon=True)
+        self._retrier.start()
+
+    @property
+    def unacknowledged(self) -> int:
+        """Events sent or waiting to be resent that the broker has not acknowledged yet."""
+        with self._lock:
+            return len(self._unacked)
 
     def _send(self, kind: EventKind, event: PredictionEvent | LabelEvent | MetricEvent, key: str) -> None:
         payload = encode_event(event)
         self._validators[kind].validate(payload)  # raises ContractError before anything is sent
-        self._producer.send(self._topics[kind], key=key.encode(), value=payload)
+        with self._lock:
+            if self._closed:
+                raise DeliveryError(1, "this PredictionLogger is closed")
+            if len(self._unacked) >= self._spool_events:
+                raise DeliveryError(1, f"{len(self._unacked)} events are waiting for the broker to acknowledge them "
+                                       f"(spool_events={self._spool_events}); this event was not sent",
+                                    self._last_error)
+            self._seq += 1
+            seq = self._seq
+            self._unacked[seq] = (self._topics[kind], key.encode(), payload)
+        self._attempt(seq)
+
+    def _attempt(self, seq: int) -> None:
+        """Send one spooled event; its future acknowledges it or queues it for the retry thread."""
+        with self._lock:
+            entry = self._unacked.get(seq)
+        if entry is None:
+            return
+        topic, key, payload = entry
+        try:
+            future = self._producer.send(topic, key=key, value=payload)
+        except Exception as exc:  # no metadata within max_block_ms, buffer full, producer closed...
+            self._failed_attempt(seq, exc)
+            return
+        future.add_callback(lambda _meta: self._acked(seq))
+        future.add_errback(lambda exc: self._failed_attempt(seq, exc))
+
+    def _acked(self, seq: int) -> None:
+        with self._lock:
+            self._unacked.pop(seq, None)
+            self._lock.notify_all()
+
+    def _failed_attempt(self, seq: int, exc: BaseException) -> None:
+        with self._lock:
+            if seq not in self._unacked:
+                return
+            if self._last_error is None or type(exc) is not type(self._last_error):
+                log.warning("send failed; the event stays spooled and is sent again",
+                            extra={"error": str(exc), "error_type": type(exc).__name__,
+                                   "unacknowledged": len(self._unacked)})
+            self._last_error = exc
+            self._failed.append(seq)
+            self._lock.notify_all()
+
+    def _retry_loop(self) -> None:
+        """Resend failed events after a pause, until each is acknowledged (or the logger is closed)."""
+        while True:
+            with self._lock:
+                while not self._failed and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+            time.sleep(self._retry_backoff_s)
+            self._replace_broken_producer()
+            with self._lock:
+                due, self._failed = list(self._failed), deque()
+            for seq in due:
+                self.resent += 1
+                self._attempt(seq)
+
+    def _replace_broken_producer(self) -> None:
+        """A producer in a fatal state fails every send from then on: start a new one.
+
+        kafka-python's idempotent producer (its default) goes fatal when a restarted broker refuses its
+        producer id (`InitProducerIdResponse` error against a new in-memory tansu): without this, every
+        later event would fail. The private `_transaction_manager` is read because kafka-python exposes
+        the state nowhere else; a version without it simply never replaces its producer.
+        """
+        manager = getattr(self._producer, "_transaction_manager", None)
+        if manager is None or not manager.has_fatal_error():
+            return
+        log.warning("the Kafka producer failed fatally; starting a new one for the spooled events",
+                    extra={"error": str(manager.last_error), "unacknowledged": self.unacknowledged})
+        broken, self._producer = self._producer, self._new_producer()
+        threading.Thread(target=broken.close, kwargs={"timeout": 0}, name="prediction-logger-close", daemon=True).start()
+
+    def _report(self, undelivered: int, what: str) -> int:
+        if undelivered:
+            error = DeliveryError(undelivered, f"{undelivered} events not acknowledged by the broker {what}"
+                                  + (f" (last error: {type(self._last_error).__name__}: {self._last_error})"
+                                     if self._last_error else ""), self._last_error)
+            log.error(str(error), extra={"undelivered": undelivered})
+            if self._on_error is None:
+                raise error
+            self._on_error(error)
+        return undelivered
 
     def log_prediction(
         self,
@@ -93,11 +237,40 @@ class PredictionLogger:
                             metrics={k: float(v) for k, v in metrics.items()})
         self._send(EventKind.METRIC, event, model)
 
-    def flush(self, timeout: float | None = None) -> None:
-        self._producer.flush(timeout=timeout)
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every event is acknowledged; returns how many are not when `timeout` ends (0: all sent).
 
-    def close(self, timeout: float | None = None) -> None:
-        self._producer.close(timeout=timeout)
+        Events still unacknowledged stay spooled (and keep being resent); they are reported through
+        `on_error`, or raised as `DeliveryError` without one.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._producer.flush(timeout=timeout)
+        except Exception as exc:  # kafka-python raises KafkaTimeoutError when its flush times out
+            log.debug("producer flush ended early", extra={"error": type(exc).__name__})
+        with self._lock:
+            while self._unacked and (deadline is None or time.monotonic() < deadline):
+                self._lock.wait(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+            undelivered = len(self._unacked)
+        return self._report(undelivered, f"within the flush timeout ({timeout}s); they stay spooled")
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush (within `timeout`), stop resending and close; returns the events dropped unacknowledged."""
+        try:
+            undelivered = self.flush(timeout)
+        except DeliveryError as exc:
+            undelivered = exc.undelivered
+            raised: DeliveryError | None = exc
+        else:
+            raised = None
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._producer.close(timeout=0 if undelivered else timeout)
+        if raised is not None:
+            raise DeliveryError(undelivered, f"{undelivered} events were not acknowledged by the broker and are "
+                                f"lost: the logger closed", raised.last_error) from raised
+        return undelivered
 
     def __enter__(self) -> "PredictionLogger":
         return self
@@ -131,4 +304,4 @@ def _proba(proba: Mapping[Any, Any] | None) -> dict[str, float] | None:
     return out
 
 
-__all__ = ["PredictionLogger", "ContractError"]
+__all__ = ["PredictionLogger", "ContractError", "DeliveryError"]
