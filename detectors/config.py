@@ -274,7 +274,7 @@ class ReferenceSpec(Strict):
             raise ValueError(f"give exactly one of upload, range or rolling (got {', '.join(given) or 'none'})")
         if self.per_version and self.upload is None:
             raise ValueError("per_version applies to uploaded references only")
-        if self.upload is None and self.columns.model_fields_set:
+        if self.upload is None and self.columns != UploadColumns():  # defaults (a dumped registry) are fine
             raise ValueError("columns applies to uploaded references only")
         return self
 

@@ -37,6 +37,7 @@ from detectors.schedule import window_containing
 from detectors.sources import Window
 from driftline.producer import PredictionLogger
 from driftline.store import connect
+from driftline.unknown_models import record_registry
 from driftline.yamlfile import LocatedYaml
 from tests.conftest import fresh_topics
 from tests.integration.alerting import tag
@@ -101,7 +102,10 @@ def seeded(base_settings, tmp_path_factory, monkeypatch_module):  # type: ignore
                     logger.log_metrics(name, pod, {"latency_p99_ms": rng.uniform(20, 80), "rps": 40.0,
                                                    "error_rate": 0.01, "cpu_utilization": 0.5},
                                        ts=window.start + dt.timedelta(minutes=minute))
+        # A producer's typo: events of a model the registry does not define (the fleet's unregistered-models panel).
+        logger.log_prediction(f"{name}x", {"x1": 0.0, "x2": 0.0, "c": "a"}, 1, ts=windows[-1].start)
         logger.flush(timeout=60)
+    record_registry(store, registry)  # what a service writes at start: the names it was given
     raw = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     raw.send(settings.topic_predictions, value=b'{"model": "' + name.encode() + b'", "broken')
     raw.flush()

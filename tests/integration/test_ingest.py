@@ -97,7 +97,7 @@ def test_100k_events_with_1pct_malformed_land_exactly_once(settings, store) -> N
     assert {(f, "num"): n for f, n, _ in got_sums if n} | {(f, "cat"): c for f, _, c in got_sums if c} == dict(want_sums)
     one = json.loads(next(raw for k, raw, _ in good if k is EventKind.PREDICTION))
     stored = q("SELECT variantElement(features['f0'], 'Float64'), variantElement(features['f9'], 'String') "
-               "FROM predictions WHERE event_id = {e:String}", e=one["event_id"])
+               "FROM predictions WHERE topic = {t:String} AND event_id = {e:String}", t=tp, e=one["event_id"])
     assert stored == [(one["features"]["f0"], one["features"]["f9"])]
 
     want_lbl = Counter(m for k, _, m in good if k is EventKind.LABEL)

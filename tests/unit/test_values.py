@@ -13,7 +13,6 @@ import random
 import struct
 from decimal import Decimal
 
-import clickhouse_connect
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,9 +104,11 @@ def test_timestamp_takes_pandas_and_numpy_times_and_refuses_naive_ones() -> None
 # -- Python and SQL store the same value -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return clickhouse_connect.get_client(dsn=f"chdb://{tmp_path_factory.mktemp('values')}")
+@pytest.fixture
+def engine(store):  # type: ignore[no-untyped-def]
+    """The session's chDB (tests/conftest.py): one process can open one chDB folder, and in a pytest-xdist
+    worker the session store is usually open already."""
+    return store
 
 
 def _corpus() -> list[object]:
