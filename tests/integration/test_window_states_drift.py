@@ -19,6 +19,7 @@ from detectors.reference import upload
 from detectors.run import run_stage
 from detectors.sources import Window
 from driftline.store import window_states as ws
+from tests.conftest import own_database
 
 pytestmark = pytest.mark.integration
 
@@ -80,11 +81,10 @@ models:
 
 @pytest.fixture(scope="module")
 def loaded(base_settings):  # type: ignore[no-untyped-def]
-    from driftline.store import connect
-
-    store = connect(base_settings)
-    store.command("DELETE FROM predictions WHERE model = {m:String}", parameters={"m": MODEL})
-    store.command(f"DELETE FROM {ws.TABLE} WHERE model = {{m:String}}", parameters={"m": MODEL})
+    # A database of its own: the tests delete an hour of states and compare paths; on the shared tables, late
+    # in a full run, the DELETEs that cleared this model first took 72 s of setup (CI), and what other tests
+    # stored could never reach these windows.
+    _, store = own_database(base_settings)
     values = ", ".join([f"'{n}', CAST({sql} AS Variant(Float64, String))" for n, sql in FEATURES.items()]
                        + [f"'{n}', CAST({sql} AS Variant(Float64, String))" for n, sql in CATEGORIES.items()])
     ref_ms, cur_ms = int(REFERENCE_DAY.timestamp() * 1000), int(WINDOW.start.timestamp() * 1000)
