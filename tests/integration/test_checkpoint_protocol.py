@@ -43,7 +43,10 @@ def _count(store, topic: str) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_a_half_written_batch_is_rolled_back_and_replayed_once(settings, store) -> None:
+def test_a_half_written_batch_is_rolled_back_and_replayed_once(settings) -> None:
+    # A database of its own: each rollback deletes rows and rebuilds window states by scanning the tables; on the
+    # shared tables late in a full run that outlasted the writer's 30 s drain (CI, seed 2505813576).
+    settings, store = own_database(settings)
     topic = settings.topic_predictions
     payloads = [prediction_payload(i, "ckpt-model") for i in range(100)]
     decoder, sink, offsets = _decoder(settings), ClickHouseSink(store), _offsets(store, settings)
@@ -121,7 +124,10 @@ class FlakyStore:
 
 
 @pytest.mark.slow
-def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, store, monkeypatch) -> None:
+def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, monkeypatch) -> None:
+    # A database of its own: each rollback deletes rows and rebuilds window states by scanning the tables; on the
+    # shared tables late in a full run that outlasted the writer's 30 s drain (CI, seed 2505813576).
+    settings, store = own_database(settings)
     monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.01)
     topic = settings.topic_predictions
     payloads = [prediction_payload(i, "flaky-model") for i in range(200)]
@@ -131,9 +137,11 @@ def test_the_writer_retries_a_store_outage_without_duplicating_rows(settings, st
     flaky = FlakyStore(store, failures=3)
     stats = CollectorStats()
     writer = BatchWriter(ClickHouseSink(flaky), _offsets(flaky, settings), stats)
-    writer.submit(batch)
-    assert writer.drain(timeout=30)
-    writer.close(timeout=5)
+    try:
+        writer.submit(batch)
+        assert writer.drain(timeout=30)
+    finally:  # never leave a writer thread in the store while the session's engine shuts down
+        writer.close(timeout=5)
 
     assert flaky.failures == 0 and stats.store_errors == 3
     assert _count(store, topic) == (199, 199)
@@ -179,8 +187,11 @@ def test_stop_is_bounded_when_the_store_is_down_and_nothing_is_committed(setting
 
 
 @pytest.mark.slow
-def test_a_retried_commit_counts_refused_rows_once(settings, store, monkeypatch) -> None:
+def test_a_retried_commit_counts_refused_rows_once(settings, monkeypatch) -> None:
     """Rows ClickHouse refuses move from events to dead letters once, however often the commit is retried."""
+    # A database of its own: each rollback deletes rows and rebuilds window states by scanning the tables; on the
+    # shared tables late in a full run that outlasted the writer's 30 s drain (CI, seed 2505813576).
+    settings, store = own_database(settings)
     monkeypatch.setattr("collector.writer.BACKOFF_START_S", 0.01)
     topic = settings.topic_predictions
     payloads = [prediction_payload(i, "recount-model") for i in range(10)]
@@ -198,9 +209,11 @@ def test_a_retried_commit_counts_refused_rows_once(settings, store, monkeypatch)
     flaky = FailingCommit(store, failures=2)
     stats = CollectorStats()
     writer = BatchWriter(ClickHouseSink(flaky), _offsets(flaky, settings), stats)
-    writer.submit(batch)
-    assert writer.drain(timeout=30)
-    writer.close(timeout=5)
+    try:
+        writer.submit(batch)
+        assert writer.drain(timeout=30)
+    finally:  # never leave a writer thread in the store while the session's engine shuts down
+        writer.close(timeout=5)
 
     assert flaky.failures == 0
     assert _count(store, topic) == (9, 9)
