@@ -67,9 +67,18 @@ class Batch:
     ranges: dict[tuple[str, int], PartitionRange] = field(default_factory=dict)
     created: float = field(default_factory=time.monotonic)
     size: int = 0
+    # (topic, partition) -> offset base: stored offset = base + the broker's (collector/incarnations.py).
+    # `ranges` and rows hold stored offsets; records and dead letters' origins the broker's.
+    bases: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def cover(self, topic: str, partition: int, first: int, nxt: int, events: int, dead_letters: int, nbytes: int) -> None:
-        """Account for consecutive records [first, nxt) of one partition, already added as rows or dead letters."""
+    def cover(self, topic: str, partition: int, first: int, nxt: int, events: int, dead_letters: int, nbytes: int,
+              base: int = 0) -> None:
+        """Account for consecutive records [first, nxt) (broker offsets) of one partition, already added as rows
+        or dead letters; `base` turns them into stored offsets."""
+        if base:
+            self.bases[(topic, partition)] = base
+            first += base
+            nxt += base
         r = self.ranges.get((topic, partition))
         if r is None:
             self.ranges[(topic, partition)] = PartitionRange(first, nxt, events, dead_letters, nbytes)
@@ -87,6 +96,10 @@ class Batch:
         """
         moved = Counter((d.origin.topic, d.origin.partition) for d in rejected)
         return {tp: (r.events - moved[tp], r.dead_letters + moved[tp]) for tp, r in self.ranges.items()}
+
+    def stored_offset(self, origin: Record) -> int:
+        """A record's offset in the store's offset line."""
+        return origin.offset + self.bases.get((origin.topic, origin.partition), 0)
 
     def age(self) -> float:
         return time.monotonic() - self.created

@@ -49,13 +49,16 @@ class RecordDecoder:
         for origin, name in held:
             dead.append(DeadLetter(origin, UNKNOWN_MODEL, reasons[name]))
 
-    def add_records(self, batch: Batch, topic: str, partition: int, records: Sequence[Record]) -> None:
-        """Decode consecutive records of one partition into the batch: rows for their table, or dead letters."""
+    def add_records(self, batch: Batch, topic: str, partition: int, records: Sequence[Record], base: int = 0) -> None:
+        """Decode consecutive records of one partition into the batch: rows for their table, or dead letters.
+
+        `base`: the partition's offset base (collector/incarnations.py); rows carry stored offsets.
+        """
         if not records:
             return
         redactor = self._redactor
         if redactor is not None and redactor.policies:
-            self._add_governed(redactor, batch, topic, partition, records)
+            self._add_governed(redactor, batch, topic, partition, records, base)
             return
         route = self._by_topic.get(topic)
         dead = batch.dead_letters
@@ -64,7 +67,7 @@ class RecordDecoder:
             for m in records:
                 dead.append(DeadLetter(m, "unknown_topic", f"no event kind is configured for topic {topic!r}"))
                 nbytes += len(m.value or b"")
-            batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, 0, len(records), nbytes)
+            batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, 0, len(records), nbytes, base)
             return
         kind, validator = route
         validate = validator.validate
@@ -95,15 +98,15 @@ class RecordDecoder:
                 # Leading space or raw line breaks: both can only be whitespace between tokens
                 # (inside strings JSON escapes them); one object per line keeps batches readable in errors.
                 value = value.strip().replace(b"\r", b" ").replace(b"\n", b" ")
-            rows.append(b"%s%d,%s" % (prefix, m.offset, value[1:]))
+            rows.append(b"%s%d,%s" % (prefix, m.offset + base, value[1:]))
             origins.append(m)
             events += 1
         if tally:
             self._unknown(kind, tally, held, dead)
-        batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, events, len(records) - events, nbytes)
+        batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, events, len(records) - events, nbytes, base)
 
     def _add_governed(self, redactor: Redactor, batch: Batch, topic: str, partition: int,
-                      records: Sequence[Record]) -> None:
+                      records: Sequence[Record], base: int) -> None:
         """`add_records` while a privacy policy is in force: the same rows, with governed fields never stored raw.
 
         Events of models without a policy take the same steps as in `add_records` plus one dict lookup.
@@ -117,7 +120,7 @@ class RecordDecoder:
                 origin = m if raw is m.value else Origin(m.topic, m.partition, m.offset, m.key, raw)
                 dead.append(DeadLetter(origin, "unknown_topic", f"no event kind is configured for topic {topic!r}{note}"))
             nbytes = sum(len(m.value or b"") for m in records)
-            batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, 0, len(records), nbytes)
+            batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, 0, len(records), nbytes, base)
             return
         kind, validator = route
         validate, rewrite = validator.validate, redactor.event
@@ -154,9 +157,9 @@ class RecordDecoder:
                     value, m = rewritten, Origin(m.topic, m.partition, m.offset, m.key, rewritten)
             if value[0] != 0x7B or b"\n" in value or b"\r" in value:  # see add_records
                 value = value.strip().replace(b"\r", b" ").replace(b"\n", b" ")
-            rows.append(b"%s%d,%s" % (prefix, m.offset, value[1:]))
+            rows.append(b"%s%d,%s" % (prefix, m.offset + base, value[1:]))
             origins.append(m)
             events += 1
         if tally:
             self._unknown(kind, tally, held, dead)
-        batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, events, len(records) - events, nbytes)
+        batch.cover(topic, partition, records[0].offset, records[-1].offset + 1, events, len(records) - events, nbytes, base)

@@ -15,13 +15,17 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import OffsetOutOfRangeError
 
 from collector.batch import Batch, DeadLetter, Origin
 from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
 from collector.fetch_guard import UndecodableBatch, guard_fetcher
+from collector.incarnations import LOG_END_BELOW_CHECKPOINT, NEW_TOPIC_ID, Incarnations, WatermarkFile, incarnation_key
 from collector.sink import ClickHouseSink
 from collector.stats import CollectorStats
 from collector.writer import BatchWriter
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
 GC_GEN0_THRESHOLD = 50_000
 IDLE_FLUSH_AGE_S = 0.2
+START_OVER_CHECK_EVERY_S = 1.0
 
 
 def tune_gc_for_throughput() -> None:
@@ -67,6 +72,9 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
     kafka-python skips aborted batches using the aborted-transactions list
     the broker sends with each fetch (tests/unit/test_fetch_guard.py); a
     broker that sends no such list (tansu 0.6.0, see the README) lets them through.
+
+    `auto_offset_reset="none"`: kafka-python's own reset would move a partition to the log start or end
+    without a word; the collector handles OFFSET_OUT_OF_RANGE itself (policy `kafka_offset_out_of_range`).
     """
     s = settings
     config: dict[str, object] = {
@@ -74,12 +82,18 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
         "group_id": s.consumer_group,
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
-        "auto_offset_reset": "earliest",
+        # Never reset silently: the collector seeks every assigned partition itself, and a position the log
+        # no longer holds (retention, a recreated topic) is counted and handled in Collector._out_of_range.
+        "auto_offset_reset": "none",
         "session_timeout_ms": s.kafka_session_timeout_ms,
         "heartbeat_interval_ms": max(s.kafka_session_timeout_ms // 3, 500),
         "max_poll_interval_ms": s.kafka_max_poll_interval_ms,
         "max_poll_records": min(s.batch_max_events, 10_000),
         "fetch_max_wait_ms": 50,
+        # Full fetch requests (nine partitions: a few bytes more each): an incremental fetch session outlives
+        # the broker that made it, and against a restarted in-memory tansu kafka-python's session then went on
+        # fetching nothing (measured: tests/fault/test_broker_restart.py stalled for good after a restart).
+        "enable_incremental_fetch_sessions": False,
         "fetch_max_bytes": 64 * 1024 * 1024,
         "max_partition_fetch_bytes": max(4 * 1024 * 1024, s.max_event_bytes * 4),
     }
@@ -109,7 +123,15 @@ class Collector:
         stop_event: threading.Event | None = None,
         redactor: Redactor | None = None,
         gate: ModelGate | None = None,
+        watermark_path: Path | None = None,
+        drain_on_stop: bool = False,
+        on_drained: Callable[[], None] | None = None,
     ) -> None:
+        """`watermark_path`: where the log ends seen are kept for counting what a killed in-memory broker lost
+        (`up` on the embedded default); `drain_on_stop`: on stop, first read every partition up to its log
+        end (the in-memory broker dies with the process); `on_drained` runs right after that final read,
+        before the consumer leaves the group (`up` stops its broker there, so nothing it acknowledges
+        afterwards goes unread)."""
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
         self.settings = settings
@@ -126,6 +148,13 @@ class Collector:
         kinds_by_topic = {t: k for k, t in topics.items()}
         self._offsets = OffsetStore(self._store, kinds_by_topic, self.collector_id)
         self._epochs: dict[Partition, int] = {}  # partition -> the epoch we claimed it with (see checkpoint.py)
+        self._incarnations = Incarnations(self._store, self.collector_id)
+        self._bases: dict[Partition, int] = {}  # stored offset = base + broker offset (collector/incarnations.py)
+        self._topic_ids: dict[Partition, str] = {}  # the topic id each partition's base was resolved with
+        self._watermarks = WatermarkFile(watermark_path) if watermark_path is not None else None
+        self._drain_on_stop = drain_on_stop
+        self._on_drained = on_drained
+        self._last_start_over_check = time.monotonic()
         sink_client = connect(settings)
         fence = OffsetStore(sink_client, kinds_by_topic, self.collector_id)  # the writer thread's own client
         self._writer = BatchWriter(
@@ -165,10 +194,14 @@ class Collector:
             while not self._stop.is_set():
                 self._poll_once()
             self._shutdown_deadline = time.monotonic() + s.shutdown_timeout_seconds
-            flushed = self._flush_and_drain(self._flush_timeout())
+            if self._drain_on_stop and not self.fenced:
+                flushed = self._read_to_log_end()
+            else:
+                flushed = self._flush_and_drain(self._flush_timeout())
+            self._drained()
         finally:
             try:
-                self._consumer.close(autocommit=False)
+                self._consumer.close(autocommit=False, timeout_ms=2000)
             finally:
                 self._writer.close(timeout=0 if not flushed else 5)
             log.info("collector stopped", extra={"flushed": flushed, "fenced": self.fenced, **self.stats.snapshot()})
@@ -190,6 +223,7 @@ class Collector:
         room = max(1, self.settings.batch_max_events - self._batch.size)
         records = self._poll(timeout_ms=wait_ms, max_records=room)
         self._add(records)
+        self._note_log_ends()
         batch = self._batch
         # Flush at the size or age bound; or early, once the batch is IDLE_FLUSH_AGE_S old, when a poll
         # comes back empty: the consumer has caught up and holding the batch would only add latency.
@@ -200,7 +234,149 @@ class Collector:
                     or (not records and age >= IDLE_FLUSH_AGE_S)):
                 self._submit()
         self._report_committed()
+        self._maybe_check_start_over()
         self._maybe_progress()
+
+    def _read_to_log_end(self) -> bool:
+        """On a clean stop of `up`: read every partition to its log end, stop the broker there, then flush.
+
+        A model service that keeps logging moves the log end on, so "caught up" is a moment, not a state:
+        the first poll after which every partition's position reaches the log end its fetch reported ends
+        the read, and `on_drained` (the broker's stop) runs at once, before the batch is written. What the
+        broker acknowledges between that fetch and its stop is the residue this cannot cover (README, "A first event").
+        """
+        while self._flush_timeout() > 0 and not self.fenced:
+            records = self._poll(timeout_ms=100)
+            self._add(records)
+            self._note_log_ends()
+            if self._at_log_end():
+                self._drained()
+                return self._flush_and_drain(self._flush_timeout())
+            if self._batch.size >= self.settings.batch_max_events or self._batch.age() >= self.settings.batch_max_seconds:
+                self._submit()
+        log.error("stopping before the broker was read to its end (shutdown timeout or fenced)",
+                  extra={"timeout_s": self.settings.shutdown_timeout_seconds})
+        self._drained()
+        self._flush_and_drain(self._flush_timeout())
+        return False
+
+    def _drained(self) -> None:
+        if self._watermarks is not None:
+            self._watermarks.save()
+        if self._on_drained is not None:
+            self._on_drained()
+            self._on_drained = None
+
+    def _at_log_end(self) -> bool:
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in consumer.assignment():
+            high, position = consumer.highwater(tp), self._position(tp)
+            if high is None or position is None or position < high:
+                return False  # None: no fetch answered for it yet, so its log end is unknown
+        return True
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        """The next offset to fetch, as the consumer holds it: no network round trip, unlike `position()`
+        (which refreshes committed offsets and validates epochs first, and took seconds against tansu)."""
+        consumer = self._consumer
+        assert consumer is not None
+        state = consumer._subscription.assignment.get(tp)  # noqa: SLF001
+        return None if state is None or state.position is None else int(state.position.offset)
+
+    def _note_log_ends(self) -> None:
+        """Keep the highest log end seen per partition (stored offsets) for counting a killed broker's loss."""
+        marks = self._watermarks
+        if marks is None:
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                key = (tp.topic, tp.partition)
+                base = self._bases.get(key, 0)
+                marks.raise_to(key, incarnation_key(self._topic_ids.get(key, ""), base), high + base)
+        marks.save()
+
+    def _maybe_check_start_over(self) -> None:
+        """Once a second: a partition whose topic id changed, or whose log ends below our position, started over."""
+        now = time.monotonic()
+        if now - self._last_start_over_check < START_OVER_CHECK_EVERY_S:
+            return
+        self._last_start_over_check = now
+        consumer = self._consumer
+        assert consumer is not None
+        moved: dict[Partition, str] = {}
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            topic_id = self._topic_id(tp.topic)
+            if topic_id and self._topic_ids.get(key) and topic_id != self._topic_ids[key]:
+                moved[key] = NEW_TOPIC_ID
+                continue
+            high, position = consumer.highwater(tp), self._position(tp)
+            if high is not None and position is not None and position > high:
+                moved[key] = LOG_END_BELOW_CHECKPOINT
+        if moved:
+            self._start_over(moved)
+
+    def _start_over(self, moved: dict[Partition, str]) -> None:
+        """Flush what was read, then give the partitions that started over a new base and read them from 0."""
+        if not self._flush_and_drain(self._flush_timeout()):
+            return  # the store is failing: the next check tries again
+        self._resolve_positions(list(moved), {tp: r for tp, r in moved.items() if r != NEW_TOPIC_ID})
+
+    def _topic_id(self, topic: str) -> str:
+        """The topic id the broker reported in its metadata ("" when it reports none)."""
+        consumer = self._consumer
+        assert consumer is not None
+        uid = consumer._client.cluster.topic_id(topic)  # kafka-python keeps it only there  # noqa: SLF001
+        return str(uid) if uid is not None and uid.int else ""
+
+    def _resolve_positions(self, keys: list[Partition], force: dict[Partition, str] | None = None) -> dict[Partition, int]:
+        """Offset bases for `keys` (recording new incarnations), seek each to its checkpoint; returns the checkpoints."""
+        consumer = self._consumer
+        assert consumer is not None
+        committed = self._offsets.committed(keys)
+        ids = {tp: self._topic_id(tp[0]) for tp in keys}
+        bases = self._incarnations.resolve(keys, committed, ids, self._watermarks, force)
+        self._bases.update(bases)
+        self._topic_ids.update(ids)
+        for key in keys:
+            tp = TopicPartition(*key)
+            if key in committed and committed[key] > bases[key]:
+                consumer.seek(tp, committed[key] - bases[key])
+            else:
+                # Nothing read from this incarnation yet: its log start. Not seek(tp, 0): after a broker
+                # restart kafka-python then validates the position's leader epoch against the new log, and
+                # against tansu that left partitions unfetched for good (measured: restart 2 of 2 stalled).
+                consumer.seek_to_beginning(tp)
+        return committed
+
+    def _out_of_range(self, exc: OffsetOutOfRangeError) -> None:
+        """The broker no longer holds a partition's position: count what was skipped, then follow the policy."""
+        consumer = self._consumer
+        assert consumer is not None
+        positions = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        if self.settings.kafka_offset_out_of_range == "stop":
+            log.error("offset out of range and kafka_offset_out_of_range=stop: stopping the collector",
+                      extra={"partitions": {f"{tp.topic}/{tp.partition}": o for tp, o in positions.items()}})
+            self._stop.set()
+            return
+        earliest = consumer.beginning_offsets(list(positions)) if positions else {}
+        behind: dict[Partition, str] = {}
+        for tp, offset in positions.items():
+            key = (tp.topic, tp.partition)
+            start = earliest.get(tp)
+            if start is not None and offset < start:
+                self._flush_and_drain(self._flush_timeout())
+                self._incarnations.record_skipped(key, self._topic_ids.get(key, ""), self._bases.get(key, 0),
+                                                  start - offset)
+                consumer.seek(tp, start)
+            else:
+                behind[key] = LOG_END_BELOW_CHECKPOINT
+        if behind:
+            self._start_over(behind)
 
     def _poll(self, timeout_ms: int, max_records: int | None = None) -> dict[TopicPartition, list]:  # type: ignore[type-arg]
         """`consumer.poll`, except that a record batch it cannot decode is dead-lettered and skipped.
@@ -215,6 +391,9 @@ class Collector:
             return consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except UndecodableBatch as bad:
             self._skip_undecodable(bad)
+            return {}
+        except OffsetOutOfRangeError as exc:
+            self._out_of_range(exc)
             return {}
 
     def _skip_undecodable(self, bad: UndecodableBatch) -> None:
@@ -238,7 +417,8 @@ class Collector:
             raw, note = self._redactor.dead_letter(raw)  # privacy policies: undecodable bytes keep their digest only
         origin = Origin(bad.topic, bad.partition, bad.offset, None, raw)
         self._batch.dead_letters.append(DeadLetter(origin, "undecodable_batch", bad.describe() + note))
-        self._batch.cover(bad.topic, bad.partition, bad.offset, bad.next_offset, 0, 1, len(bad.raw))
+        self._batch.cover(bad.topic, bad.partition, bad.offset, bad.next_offset, 0, 1, len(bad.raw),
+                          self._bases.get((bad.topic, bad.partition), 0))
         consumer.seek(tp, bad.next_offset)
         metrics.undecodable_batch(bad.topic, bad.reason)
         log.error("record batch could not be decoded: dead-lettered and skipped",
@@ -248,8 +428,9 @@ class Collector:
 
     def _add(self, records: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
         batch = self._batch
+        bases = self._bases
         for tp, messages in records.items():
-            self._decoder.add_records(batch, tp.topic, tp.partition, messages)
+            self._decoder.add_records(batch, tp.topic, tp.partition, messages, bases.get((tp.topic, tp.partition), 0))
             self.stats.consumed += len(messages)
             metrics.consumed(self.stats.kinds.get(tp.topic, metrics.UNKNOWN), len(messages))
 
@@ -279,7 +460,7 @@ class Collector:
         for (topic, partition), r in batch.ranges.items():
             high = consumer.highwater(TopicPartition(topic, partition))
             if high is not None:
-                r.lag = max(0, high - r.next_offset)
+                r.lag = max(0, high + self._bases.get((topic, partition), 0) - r.next_offset)
                 self.stats.lag[(topic, partition)] = r.lag
                 metrics.LAG.labels(topic, str(partition)).set(r.lag)
         self._writer.submit(batch)
@@ -310,7 +491,9 @@ class Collector:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         while not self._writer.committed.empty():
             for (topic, partition), nxt in self._writer.committed.get().offsets.items():
-                offsets[TopicPartition(topic, partition)] = OffsetAndMetadata(nxt, "", -1)
+                broker_offset = nxt - self._bases.get((topic, partition), 0)  # Kafka knows its own offsets only
+                if broker_offset >= 0:
+                    offsets[TopicPartition(topic, partition)] = OffsetAndMetadata(broker_offset, "", -1)
         if offsets and self._consumer is not None:
             mine = self._consumer.assignment()
             offsets = {tp: o for tp, o in offsets.items() if tp in mine}
@@ -342,6 +525,7 @@ class Collector:
             return
         for tp in revoked:
             self._epochs.pop((tp.topic, tp.partition), None)
+            self._bases.pop((tp.topic, tp.partition), None)
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         if not assigned:
@@ -350,15 +534,9 @@ class Collector:
         assert consumer is not None
         keys = [(tp.topic, tp.partition) for tp in assigned]
         self._epochs.update(self._offsets.claim(keys))  # before the rollback: a zombie's next write sees it
-        committed = self._offsets.committed(keys)
+        committed = self._resolve_positions(keys)
         start = {tp: committed.get(tp, 0) for tp in keys}
         removed = self._offsets.rollback(start)
-        for tp in assigned:
-            key = (tp.topic, tp.partition)
-            if key in committed:
-                consumer.seek(tp, committed[key])
-            else:
-                consumer.seek_to_beginning(tp)
         log.info(
             "partitions assigned",
             extra={"partitions": {f"{t}/{p}": o for (t, p), o in start.items()}, "rolled_back_rows": removed,

@@ -57,7 +57,7 @@ class ClickHouseSink:
             if letters:
                 if guard is not None:
                     guard()
-                self.insert_dead_letters(letters)
+                self.insert_dead_letters(letters, batch.bases)
         except (StoreUnavailable, Fenced):
             raise
         except Exception as exc:
@@ -94,14 +94,17 @@ class ClickHouseSink:
         except Exception as exc:
             raise StoreUnavailable(f"ClickHouse health probe failed: {type(exc).__name__}") from exc
 
-    def insert_dead_letters(self, letters: list[DeadLetter]) -> None:
+    def insert_dead_letters(self, letters: list[DeadLetter], bases: dict[tuple[str, int], int] | None = None) -> None:
+        """`bases`: the batch's offset bases, so dead letters carry stored offsets like rows (see Batch.bases)."""
         cols: list[list[object]] = [[] for _ in range(8)]
+        bases = bases or {}
         for d in letters:
             o = d.origin
             raw = o.value or b""
+            offset = o.offset + bases.get((o.topic, o.partition), 0)
             for col, value in zip(
                 cols,
-                (o.topic, o.partition, o.offset, o.key or b"", raw, len(raw), d.error_kind, _short(d.error)),
+                (o.topic, o.partition, offset, o.key or b"", raw, len(raw), d.error_kind, _short(d.error)),
             ):
                 col.append(value)
         self._client.insert(

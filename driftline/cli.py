@@ -48,6 +48,8 @@ log = logging.getLogger("driftline")
 
 COUNTED_TABLES = ("predictions", "labels", "infra_metrics", "dead_letters")
 UNKNOWN_MODELS_SCHEMA = 11  # the migration that adds registry_snapshots
+INCARNATIONS_SCHEMA = 12  # the migration that adds partition_incarnations
+WATERMARK_FILE = "broker-log-ends.json"  # collector/incarnations.py: WatermarkFile
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -91,6 +93,11 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     version = schema_version(client)
     counts: dict[str, int] = {}
     unknown: list[dict[str, object]] = []
+    lost: list[dict[str, object]] = []
+    if version >= INCARNATIONS_SCHEMA:
+        from collector.incarnations import lost_events
+
+        lost = lost_events(client)
     if version:
         for table in COUNTED_TABLES:
             counts[table] = int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
@@ -101,7 +108,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
                         "labels": u.labels, "metrics": u.metrics, "dead_lettered": u.dead_lettered,
                         "last_seen": u.last_seen} for u in unknown_model_counts(client, names)]
     print(json.dumps({"store": settings.redacted_clickhouse_url(), "schema_version": version, "rows": counts,
-                      "unknown_models": unknown}))
+                      "unknown_models": unknown, "events_lost": lost}))
     return 0
 
 
@@ -188,7 +195,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     dispatcher = None
     api = None
     try:
-        collector = Collector(settings, stop_event=stop, redactor=redactor, gate=gate)
+        # On the embedded default the broker keeps events in memory only: the collector reads it to its end
+        # before it stops, and keeps the log ends it saw so that the next `up` counts what a kill lost.
+        local = broker is not None
+        collector = Collector(settings, stop_event=stop, redactor=redactor, gate=gate,
+                              watermark_path=settings.embedded_path / WATERMARK_FILE
+                              if local and settings.is_embedded else None,
+                              drain_on_stop=local, on_drained=broker.stop if broker is not None else None)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         api = start_api(settings, registry, reload=reloader(settings, scheduler), redactor=redactor, gate=gate)

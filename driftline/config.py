@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = Field(
         60_000, ge=1000, description="Longest gap between polls before the group evicts a collector."
     )
+    kafka_offset_out_of_range: Literal["resume", "stop"] = Field(
+        "resume",
+        description="When the broker no longer holds a partition's position (OFFSET_OUT_OF_RANGE: retention removed "
+        "unread records, the topic was recreated): `resume` reads on from the log start (records skipped are "
+        "counted in driftline_collector_events_lost_total and `db status`) or, for a log that started over, from "
+        "its beginning under a new offset base; `stop` stops the collector with an error instead.",
+    )
     shutdown_timeout_seconds: float = Field(
         30.0, gt=0, description="On SIGTERM/SIGINT, how long to drain and flush before giving up."
     )

@@ -83,6 +83,12 @@ UNDECODABLE_BATCHES = Counter(
     "Kafka record batches the consumer could not decode, dead-lettered whole (one dead letter per batch) and "
     "skipped, by topic and reason (codec_unavailable, corrupt, too_large). Counted when met: a batch met again "
     "after a crash replay counts again.", ["topic", "reason"], registry=REGISTRY)
+EVENTS_LOST = Counter(
+    "driftline_collector_events_lost_total",
+    "Events a partition's log held past the checkpoint when it started over (an in-memory broker restarted, "
+    "a topic recreated: reason new_topic_id or log_end_below_checkpoint) or that retention removed before they "
+    "were read (log_start_past_checkpoint), by topic and reason. At least this many: see docs on restarts.",
+    ["topic", "reason"], registry=REGISTRY)
 OTHER_MODEL = "__other__"
 UNKNOWN_MODEL_EVENTS = Counter("driftline_unknown_model_events_total",
                                "Events naming a model the registry does not define, by event kind, model name (the "
@@ -147,6 +153,10 @@ def consumed(kind: str, count: int) -> None:
 
 def undecodable_batch(topic: str, reason: str) -> None:
     UNDECODABLE_BATCHES.labels(topic, reason).inc()
+
+
+def events_lost(topic: str, reason: str, count: int) -> None:
+    EVENTS_LOST.labels(topic, reason).inc(count)
 
 
 def unknown_model_events(kind: str, model: str, outcome: str, count: int) -> None:

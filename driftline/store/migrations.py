@@ -679,6 +679,28 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        12,
+        "partition incarnations: the store's offset line across broker restarts, and the events they lost",
+        (
+            # collector/incarnations.py: stored offset = base + the broker's offset; one row per incarnation met.
+            """CREATE TABLE IF NOT EXISTS partition_incarnations (
+                topic LowCardinality(String),
+                partition Int32,
+                topic_id String,
+                base Int64,
+                lost Int64,
+                reason LowCardinality(String),
+                collector String,
+                detected_at DateTime64(6, 'UTC') DEFAULT now64(6)
+            ) ENGINE = MergeTree
+            ORDER BY (topic, partition, detected_at)""",
+        ),
+    ),
+)
+
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":
