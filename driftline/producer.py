@@ -50,6 +50,7 @@ from driftline.values import class_name, plain, timestamp
 log = logging.getLogger(__name__)
 
 DEFAULT_SPOOL_EVENTS = 100_000
+DEFAULT_REPLACE_AFTER_S = 15.0
 
 
 class DeliveryError(RuntimeError):
@@ -66,7 +67,10 @@ class PredictionLogger:
 
     `spool_events` bounds the unacknowledged events kept for resending (a send past it raises
     `DeliveryError` at once, rather than growing without bound while the broker is away);
-    `retry_backoff_s` is the pause between resends of failed events; `on_error(DeliveryError)`,
+    `retry_backoff_s` is the pause between resends of failed events; `replace_after_s`: when sends have
+    failed for this long without a single acknowledgement, the Kafka producer is replaced by a new one
+    (a producer that met several broker restarts can stay stuck on stale connections or metadata, every
+    send expiring, while a new one is answered at once); `on_error(DeliveryError)`,
     if given, is called instead of raising when `flush()`/`close()` end with undelivered events.
     """
 
@@ -79,6 +83,7 @@ class PredictionLogger:
         topic_metrics: str = "metrics",
         spool_events: int = DEFAULT_SPOOL_EVENTS,
         retry_backoff_s: float = 0.5,
+        replace_after_s: float = DEFAULT_REPLACE_AFTER_S,
         on_error: Callable[[DeliveryError], None] | None = None,
         **producer_config: object,
     ) -> None:
@@ -92,6 +97,9 @@ class PredictionLogger:
         self._validators = {kind: EventValidator(kind, max_event_bytes=1 << 30) for kind in EventKind}
         self._spool_events = spool_events
         self._retry_backoff_s = retry_backoff_s
+        self._replace_after_s = replace_after_s
+        self._last_progress = time.monotonic()  # the last acknowledgement, or the last producer replacement
+        self.replaced = 0  # producers replaced (informational, and for tests)
         self._on_error = on_error
         self._lock = threading.Condition()
         self._unacked: dict[int, tuple[str, bytes, bytes]] = {}  # seq -> (topic, key, payload), until acked
@@ -141,6 +149,7 @@ class PredictionLogger:
 
     def _acked(self, seq: int) -> None:
         with self._lock:
+            self._last_progress = time.monotonic()
             self._unacked.pop(seq, None)
             self._lock.notify_all()
 
@@ -173,7 +182,8 @@ class PredictionLogger:
                 self._attempt(seq)
 
     def _replace_broken_producer(self) -> None:
-        """A producer in a fatal state fails every send from then on: start a new one.
+        """A producer in a fatal state fails every send from then on, and one stuck after a broker restart
+        (sends expiring for `replace_after_s` without one acknowledgement) may never recover: start a new one.
 
         kafka-python's idempotent producer (its default) goes fatal when a restarted broker refuses its
         producer id (`InitProducerIdResponse` error against a new in-memory tansu): without this, every
@@ -181,11 +191,23 @@ class PredictionLogger:
         the state nowhere else; a version without it simply never replaces its producer.
         """
         manager = getattr(self._producer, "_transaction_manager", None)
-        if manager is None or not manager.has_fatal_error():
+        fatal = manager is not None and manager.has_fatal_error()
+        stalled = time.monotonic() - self._last_progress > self._replace_after_s
+        if not fatal and not stalled:
             return
-        log.warning("the Kafka producer failed fatally; starting a new one for the spooled events",
-                    extra={"error": str(manager.last_error), "unacknowledged": self.unacknowledged})
-        broken, self._producer = self._producer, self._new_producer()
+        log.warning("the Kafka producer " + ("failed fatally" if fatal else
+                    f"had no acknowledgement for {self._replace_after_s:.0f}s while sends failed")
+                    + "; starting a new one for the spooled events",
+                    extra={"error": str(manager.last_error) if fatal else str(self._last_error),
+                           "unacknowledged": self.unacknowledged})
+        try:
+            fresh = self._new_producer()
+        except Exception as exc:  # the broker is still away (no bootstrap connection): try again next round
+            log.debug("could not start a new producer yet", extra={"error": type(exc).__name__})
+            return
+        self._last_progress = time.monotonic()
+        self.replaced += 1
+        broken, self._producer = self._producer, fresh
         threading.Thread(target=broken.close, kwargs={"timeout": 0}, name="prediction-logger-close", daemon=True).start()
 
     def _report(self, undelivered: int, what: str) -> int:
