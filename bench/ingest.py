@@ -54,7 +54,8 @@ def produce(bootstrap: str, topic: str, n: int, features: int) -> float:
 
 
 def raw_consume(bootstrap: str, topic: str, n: int, settings: Settings) -> float:
-    consumer = KafkaConsumer(topic, **consumer_config(settings, group_id=f"raw-{uuid.uuid4().hex[:8]}"))
+    consumer = KafkaConsumer(topic, **consumer_config(settings, group_id=f"raw-{uuid.uuid4().hex[:8]}",
+                                                      auto_offset_reset="earliest"))  # a new group: from the start
     got, started = 0, None
     while got < n:
         records = consumer.poll(timeout_ms=1000)
