@@ -288,7 +288,10 @@ class PredictionLogger:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
-        self._producer.close(timeout=0 if undelivered else timeout)
+        try:
+            self._producer.close(timeout=0 if undelivered else timeout)
+        except Exception as exc:  # kafka-python's close flushes and raises when that times out; reported below
+            log.debug("producer close ended early", extra={"error": type(exc).__name__})
         if raised is not None:
             raise DeliveryError(undelivered, f"{undelivered} events were not acknowledged by the broker and are "
                                 f"lost: the logger closed", raised.last_error) from raised
