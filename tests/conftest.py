@@ -9,6 +9,7 @@ read its folder through `driftline db query` after it stops.
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 import uuid
@@ -88,6 +89,15 @@ def settings(base_settings: Settings) -> Settings:
 @pytest.fixture
 def store(base_settings: Settings):  # type: ignore[no-untyped-def]
     return connect(base_settings)
+
+
+def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.5):  # type: ignore[no-untyped-def]
+    """Poll `check` until it returns something truthy, which is returned; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return value
 
 
 def clean_env(**settings: object) -> dict[str, str]:

@@ -28,6 +28,7 @@ from detectors.config import load_registry
 from detectors.reference import upload
 from driftline.cli import start_detectors, start_dispatcher
 from driftline.producer import PredictionLogger
+from tests.conftest import wait_for
 from tests.integration.alerting import tag
 from tests.integration.receivers import Inbox, Receiver, smtp_server
 
@@ -50,14 +51,6 @@ def produce_live(logger: PredictionLogger, model: str, rng: random.Random, phase
             logger.log_prediction(model, event(rng, drifted), rng.gauss(0.0, 1.0))
             time.sleep(gap)
         logger.flush(timeout=30)
-
-
-def wait_for(what: str, check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
 
 
 @pytest.mark.slow
@@ -114,10 +107,12 @@ models:
                 produce_live(logger, model, rng, [(False, 2)])
                 drift_started = time.time()
                 produce_live(logger, model, rng, [(True, 3)])
-                firing = wait_for("the firing email", lambda: [m for m in inbox.messages if b"[FIRING]" in m[2]])
+                firing = wait_for("the firing email", lambda: [m for m in inbox.messages if b"[FIRING]" in m[2]],
+                                  timeout=60, every=0.2)
                 arrived = inbox.arrival_times[0]
                 produce_live(logger, model, rng, [(False, 4)])
-            wait_for("the resolve email", lambda: [m for m in inbox.messages if b"[RESOLVED]" in m[2]])
+            wait_for("the resolve email", lambda: [m for m in inbox.messages if b"[RESOLVED]" in m[2]],
+                     timeout=60, every=0.2)
             time.sleep(2 * WINDOW_S)  # nothing else may come
         finally:
             scheduler.stop()

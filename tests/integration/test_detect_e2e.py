@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from detectors.reference import upload
 from detectors.schedule import DetectorScheduler, window_containing
 from driftline.producer import PredictionLogger
 from driftline.store import connect
+from tests.conftest import wait_for
 
 WINDOW = dt.timedelta(minutes=10)
 WINDOWS = 6
@@ -47,16 +47,6 @@ def event(rng: random.Random, drifted: bool) -> tuple[dict[str, object], str, st
     correct = rng.random() < (0.6 if drifted else 0.9)
     prediction = label if correct else ("0" if label == "1" else "1")
     return features, prediction, label
-
-
-def wait_for(what: str, check, timeout: float = 120.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 @pytest.mark.slow

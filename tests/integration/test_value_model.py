@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from detectors.run import run_stage
 from detectors.sources import Window
 from driftline.producer import PredictionLogger
 from driftline.yamlfile import LocatedYaml
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -80,14 +80,6 @@ def write_reference(ref: pd.DataFrame, pred: np.ndarray, score: np.ndarray, spel
     file = path / f"ref-{spelling}.{kind}"
     out.to_csv(file, index=False) if kind == "csv" else out.to_parquet(file, index=False)
     return file
-
-
-def wait_for(what: str, check, timeout: float = 120.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    return value
 
 
 @pytest.mark.slow
