@@ -25,7 +25,7 @@ window's daily rate, `--rows / --days` rows); the current window is the
 
 The last line is `RESULT states_s=<a> raw_s=<b> speedup=<b/a>`. The store
 folder is deleted at the end unless --keep is given. Cost of the full run on
-2 cores: see the README ("Window states against raw rows").
+2 cores: see docs/evidence.md ("Window states against raw rows").
 """
 
 from __future__ import annotations

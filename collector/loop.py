@@ -71,7 +71,7 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
     up to its last stable offset (the first record of an open transaction).
     kafka-python skips aborted batches using the aborted-transactions list
     the broker sends with each fetch (tests/unit/test_fetch_guard.py); a
-    broker that sends no such list (tansu 0.6.0, see the README) lets them through.
+    broker that sends no such list (tansu 0.6.0, see docs/operations.md) lets them through.
 
     `auto_offset_reset="none"`: kafka-python's own reset would move a partition to the log start or end
     without a word; the collector handles OFFSET_OUT_OF_RANGE itself (policy `kafka_offset_out_of_range`).
@@ -243,7 +243,7 @@ class Collector:
         A model service that keeps logging moves the log end on, so "caught up" is a moment, not a state:
         the first poll after which every partition's position reaches the log end its fetch reported ends
         the read, and `on_drained` (the broker's stop) runs at once, before the batch is written. What the
-        broker acknowledges between that fetch and its stop is the residue this cannot cover (README, "A first event").
+        broker acknowledges between that fetch and its stop is the residue this cannot cover (docs/operations.md, "Restarts and delivery from model services").
         """
         while self._flush_timeout() > 0 and not self.fenced:
             records = self._poll(timeout_ms=100)

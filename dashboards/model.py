@@ -141,7 +141,7 @@ def build() -> Board:
         LIMIT 200
         """, ("time", "detector", "position", "statistic", "threshold", "event_id"),
             description="Page-Hinkley, ADWIN and DDM on each prediction's error, in label arrival order; position = "
-                        "labelled rows seen when the detector fired (README: Concept drift on the labelled stream).")
+                        "labelled rows seen when the detector fired (docs/reference.md: Concept drift on the labelled stream).")
 
     b.row("Data quality and alerts")
     b.panel("timeseries", "Data-quality checks", f"""

@@ -293,7 +293,7 @@ def upload(client: Client, model: ModelSpec, reference: str, path: Path, *, pred
     The file is read twice, a chunk at a time: once to validate every row and collect the classes
     (nothing is written if one is bad, or if the labels contradict the model's task), once to insert.
     Memory holds one chunk, however large the sample. Column names default to the registry's
-    `reference.columns` (README: Reference upload).
+    `reference.columns` (docs/reference.md: Detectors).
     """
     validate_identifier(reference, what="reference name")
     if model_version is not None:

@@ -123,7 +123,7 @@ def cmd_db_query(args: argparse.Namespace) -> int:
 
 
 def cmd_db_schema(args: argparse.Namespace) -> int:
-    """Print the DDL (no store needed): what `db migrate` runs, or the cluster variant (README: Scaling out)."""
+    """Print the DDL (no store needed): what `db migrate` runs, or the cluster variant (docs/operations.md: Scaling out)."""
     from driftline.store.cluster import cluster_ddl
     from driftline.store.migrations import MIGRATIONS
 

@@ -1,7 +1,7 @@
 """Typed configuration, read from ``DRIFTLINE_*`` environment variables.
 
 Every knob of the service lives here, with its default and its meaning, so
-that the README's configuration table and the code cannot drift apart
+that the configuration table of docs/reference.md and the code cannot drift apart
 (``driftline config`` prints this table from the model itself).
 """
 

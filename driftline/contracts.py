@@ -1,6 +1,6 @@
 """The v1 event contracts: what producers send, and how it is checked.
 
-The three topics carry JSON objects (see the README's "Event contracts").
+The three topics carry JSON objects (see docs/reference.md, "Event contracts").
 Decoding is strict on purpose: an unknown field, a wrong type, a naive
 timestamp or a name outside the identifier pattern is a dead letter with a
 reason, because silently accepting it would put data in ClickHouse that the

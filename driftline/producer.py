@@ -19,7 +19,7 @@ acknowledged, so a broker that comes back gets every event. `flush()` and
 ends, and then call `on_error` with a `DeliveryError` or, without a callback,
 raise it: nothing fails silently. What the spool cannot cover: an event the
 broker acknowledged and then lost (an in-memory broker killed before the
-collector stored it). Driftline's collector counts those (README: Delivery).
+collector stored it). Driftline's collector counts those (docs/operations.md: Restarts and delivery).
 Retried events may arrive out of order, and an event whose first attempt
 failed after the broker wrote it can be stored twice (at least once, from
 this side).

@@ -98,7 +98,7 @@ End = Annotated[dt.datetime | None, Query(description="window end (exclusive)", 
 SampleRows = Annotated[int, Query(ge=MIN_SAMPLE_ROWS, le=MAX_SAMPLE_ROWS,
                                   description="rows sampled per side (reference and window)")]
 Expires = Annotated[int | None, Query(ge=0, le=MAX_EXPIRES, description="signed links: expiry, Unix seconds")]
-Sig = Annotated[str | None, Query(max_length=128, description="signed links: hex HMAC-SHA256 (see the README)")]
+Sig = Annotated[str | None, Query(max_length=128, description="signed links: hex HMAC-SHA256 (see docs/reference.md, HTTP API)")]
 
 RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/html": {}}, "description": "the report, one self-contained HTML page"},

@@ -1,7 +1,7 @@
 """The demo folder: its layout, the refusal to clobber someone else's folder, and the configuration written into it.
 
 Everything the demo uses is a plain file a user can read afterwards and
-reuse: `models.yaml` and `alerts.yaml` in the formats of the README, a
+reuse: `models.yaml` and `alerts.yaml` in the formats of docs/reference.md, a
 `tokens.yaml` for the API (the token itself in `api-token`, mode 0600), the
 webhook signing secret in `webhook-secret` (0600, never printed), the
 reference samples as CSV, and the chDB store in `data/`.
@@ -159,7 +159,7 @@ def write_secrets(layout: Layout) -> None:
 
 def write_models(layout: Layout) -> None:
     layout.models_file.write_text(f"""\
-# The model registry of `driftline demo` (the format of the README's "Detectors" section).
+# The model registry of `driftline demo` (the format of docs/reference.md, "Detectors").
 # {WINDOW_S}-second windows, detected every {INTERVAL_S} s; each model is compared with the training sample
 # uploaded from reference/<model>.csv. Every column, the prediction too, is tested with KS (numbers) or
 # chi-square (categories) at p < 0.001: a 200-row window of healthy traffic does not trip them by chance, the
@@ -229,7 +229,7 @@ def write_alerts(layout: Layout, *, smtp_port: int, webhook_url: str) -> None:
 """
 
     layout.alerts_file.write_text(f"""\
-# The alert rules of `driftline demo` (the format of the README's "Alerts" section). Emails go to the demo's
+# The alert rules of `driftline demo` (the format of docs/reference.md, "Alerts"). Emails go to the demo's
 # SMTP catcher (each one becomes a file in emails/), retrain webhooks to its receiver (webhooks.jsonl), signed
 # with the secret in webhook-secret. Both catchers stop with the demo.
 channels:

@@ -1,4 +1,4 @@
-"""The ClickHouse cluster variant of the schema, derived from the migrations (README: Scaling out).
+"""The ClickHouse cluster variant of the schema, derived from the migrations (docs/operations.md: Scaling out).
 
 The migrations target one server. On a cluster the same tables are created
 `ON CLUSTER` with replicated engines; the four event tables are sharded

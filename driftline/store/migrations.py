@@ -30,7 +30,7 @@ Layout decisions, for the queries that come next:
 - `window_states` (migration 9) is fed by a view on `predictions` (the
   ingest view's inserts cascade into it): per (model, hour, feature)
   mergeable aggregates, so a month-long window is summarised without reading
-  its rows. It costs ingest throughput (README: Benchmarks); the collector's
+  its rows. It costs ingest throughput (docs/evidence.md: Benchmarks); the collector's
   rollback rebuilds it (see `driftline/store/window_states.py`).
 """
 

@@ -49,7 +49,7 @@ def test_each_detector_fires_within_its_bound_after_the_jump_and_never_on_the_st
     assert set(first) == set(DELAY_BOUND)
     for detector, delay in first.items():
         assert delay <= DELAY_BOUND[detector], (detector, delay)
-    print(json.dumps({"detection_delay_rows": first}))  # the figures quoted in the README
+    print(json.dumps({"detection_delay_rows": first}))  # the figures quoted in docs/reference.md
     assert concept_drift.run(store, model_of(name)).rows_read == 0  # nothing new: nothing read, nothing fired again
 
 

@@ -38,7 +38,7 @@ WINDOWS = [Window(START + dt.timedelta(hours=h), START + dt.timedelta(hours=h + 
 SPREAD = [2.0, 2.0, 2.0, 0.4, 0.4, 0.4]  # sd of x per window: wide (easy), then near the boundary (hard)
 PER_WINDOW, REFERENCE_ROWS = 3000, 5000
 
-# Stated tolerances (measured figures in the README): per window, |estimated - realized| and |ours - NannyML|.
+# Stated tolerances (measured figures in docs/reference.md): per window, |estimated - realized| and |ours - NannyML|.
 TOLERANCE_REALIZED = {"roc_auc": 0.03, "accuracy": 0.03}
 TOLERANCE_NANNYML = {"roc_auc": 0.001, "accuracy": 0.001}
 

@@ -184,7 +184,7 @@ def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_an
     assert all(n > 0 for stop, n in per_stop.items() if stop.endswith("SIGKILL")), figures  # the kills did cost
     # Driftline counts the loss itself and never more than there was. Not all of it: events the broker
     # acknowledged after the collector's last fetch before the kill are not counted (2 per kill here,
-    # the README, "A first event"); the assertion below holds that figure, it does not hide it.
+    # docs/operations.md, "Restarts and delivery from model services"); the assertion below holds that figure, it does not hide it.
     assert 0 < counted <= len(missing), figures
     lost_rows = int(query_store(store, "SELECT countIf(lost > 0) FROM partition_incarnations")[0][0])
     assert lost_rows >= 3, figures  # each kill is on record as a loss

@@ -1,4 +1,4 @@
-"""The README documents every setting, and docker-compose.yml is a stack a platform team can trust."""
+"""The reference documents every setting, and docker-compose.yml is a stack a platform team can trust."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from driftline.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_readme_configuration_table_lists_every_setting_and_nothing_else() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_reference_configuration_table_lists_every_setting_and_nothing_else() -> None:
+    readme = (ROOT / "docs" / "reference.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `DRIFTLINE_([A-Z0-9_]+)`", table, flags=re.M))
     assert documented == {name.upper() for name in Settings.model_fields}

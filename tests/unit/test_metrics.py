@@ -1,4 +1,4 @@
-"""Driftline's own metrics, without a store: the exposition matches the README's table, labels stay bounded, the
+"""Driftline's own metrics, without a store: the exposition matches docs/reference.md's table, labels stay bounded, the
 hooks count what they are given, and a failing store turns into `driftline_store_up 0`, never a failed scrape."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from driftline import metrics
 from driftline.api.metrics import RequestMetrics
 from driftline.contracts import EventKind
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 ALLOWED_LABELS = {"kind", "reason", "topic", "partition", "model", "stage", "status", "outcome", "method", "route", "detector",
                   "severity", "version", "le"}
 UTC = dt.timezone.utc
@@ -56,8 +56,8 @@ def exposed_name(family) -> str:  # type: ignore[no-untyped-def]
 
 
 def documented() -> dict[str, tuple[str, set[str]]]:
-    """The README's metric table: name -> (type, labels)."""
-    text = README.read_text()
+    """The reference's metric table (docs/reference.md): name -> (type, labels)."""
+    text = REFERENCE.read_text()
     section = text[text.index("## Metrics"):]
     section = section[:section.index("\n## ", 3)]
     out = {}
@@ -72,7 +72,7 @@ def test_every_documented_metric_is_exposed_with_its_type_and_labels() -> None:
                if name.startswith("driftline_")}
     docs = documented()
     assert len(docs) >= 25
-    assert set(exposed) == set(docs), "README's metric table and driftline.metrics disagree"
+    assert set(exposed) == set(docs), "docs/reference.md's metric table and driftline.metrics disagree"
     for name, (kind, labels) in docs.items():
         family = exposed[name]
         assert family.type == {"info": "gauge"}.get(kind, kind), name

@@ -1,7 +1,7 @@
 """The streaming detectors: quiet on long stable streams, quick on a step, and restorable bit for bit mid-stream.
 
 Bounds are stated per detector (rows after a 10% -> 30% error jump that follows 100,000 stable rows); the
-measured delays are in the README (Concept drift on the labelled stream). river is not installed here, so
+measured delays are in docs/reference.md (Concept drift on the labelled stream). river is not installed here, so
 there is no comparison with its implementations.
 """
 
