@@ -97,10 +97,6 @@ class Batch:
         moved = Counter((d.origin.topic, d.origin.partition) for d in rejected)
         return {tp: (r.events - moved[tp], r.dead_letters + moved[tp]) for tp, r in self.ranges.items()}
 
-    def stored_offset(self, origin: Record) -> int:
-        """A record's offset in the store's offset line."""
-        return origin.offset + self.bases.get((origin.topic, origin.partition), 0)
-
     def age(self) -> float:
         return time.monotonic() - self.created
 

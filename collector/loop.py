@@ -363,13 +363,14 @@ class Collector:
                       extra={"partitions": {f"{tp.topic}/{tp.partition}": o for tp, o in positions.items()}})
             self._stop.set()
             return
+        if not self._flush_and_drain(self._flush_timeout()):
+            return  # the store is failing: the next poll meets the same answer and tries again
         earliest = consumer.beginning_offsets(list(positions)) if positions else {}
         behind: dict[Partition, str] = {}
         for tp, offset in positions.items():
             key = (tp.topic, tp.partition)
             start = earliest.get(tp)
             if start is not None and offset < start:
-                self._flush_and_drain(self._flush_timeout())
                 self._incarnations.record_skipped(key, self._topic_ids.get(key, ""), self._bases.get(key, 0),
                                                   start - offset)
                 consumer.seek(tp, start)
@@ -406,7 +407,7 @@ class Collector:
         consumer = self._consumer
         assert consumer is not None
         tp = TopicPartition(bad.topic, bad.partition)
-        if tp not in consumer.assignment() or consumer.position(tp) != bad.offset:
+        if tp not in consumer.assignment() or self._position(tp) != bad.offset:
             # A rebalance or a seek moved this partition since the fetch: whoever reads it meets the batch anew.
             log.info("undecodable batch no longer next in line; not skipped here",
                      extra={"topic": bad.topic, "partition": bad.partition, "offset": bad.offset})

@@ -98,7 +98,7 @@ class PredictionLogger:
         self._spool_events = spool_events
         self._retry_backoff_s = retry_backoff_s
         self._replace_after_s = replace_after_s
-        self._last_progress = time.monotonic()  # the last acknowledgement, or the last producer replacement
+        self._failing_since: float | None = None  # the first failed send since the last acknowledgement
         self.replaced = 0  # producers replaced (informational, and for tests)
         self._on_error = on_error
         self._lock = threading.Condition()
@@ -149,7 +149,7 @@ class PredictionLogger:
 
     def _acked(self, seq: int) -> None:
         with self._lock:
-            self._last_progress = time.monotonic()
+            self._failing_since = None
             self._unacked.pop(seq, None)
             self._lock.notify_all()
 
@@ -162,6 +162,8 @@ class PredictionLogger:
                             extra={"error": str(exc), "error_type": type(exc).__name__,
                                    "unacknowledged": len(self._unacked)})
             self._last_error = exc
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             self._failed.append(seq)
             self._lock.notify_all()
 
@@ -192,7 +194,8 @@ class PredictionLogger:
         """
         manager = getattr(self._producer, "_transaction_manager", None)
         fatal = manager is not None and manager.has_fatal_error()
-        stalled = time.monotonic() - self._last_progress > self._replace_after_s
+        since = self._failing_since
+        stalled = since is not None and time.monotonic() - since > self._replace_after_s
         if not fatal and not stalled:
             return
         log.warning("the Kafka producer " + ("failed fatally" if fatal else
@@ -205,7 +208,7 @@ class PredictionLogger:
         except Exception as exc:  # the broker is still away (no bootstrap connection): try again next round
             log.debug("could not start a new producer yet", extra={"error": type(exc).__name__})
             return
-        self._last_progress = time.monotonic()
+        self._failing_since = time.monotonic()  # the new producer gets its own replace_after_s
         self.replaced += 1
         broken, self._producer = self._producer, fresh
         threading.Thread(target=broken.close, kwargs={"timeout": 0}, name="prediction-logger-close", daemon=True).start()

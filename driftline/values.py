@@ -89,28 +89,8 @@ def _finite(number: float) -> float | None:
 
 
 def _stored_other(value: Any) -> float | str | None:
-    """numpy and pandas scalars, Decimal, str and float subclasses: the slow path of `stored`."""
-    if isinstance(value, str):
-        return stored(str(value))
-    module = type(value).__module__
-    if module.startswith(("numpy", "pandas")):
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return None
-        import numpy as np
-
-        if isinstance(value, np.bool_):
-            return 1.0 if bool(value) else 0.0
-        if isinstance(value, (np.integer, np.floating)):
-            return _finite(float(value))
-        if isinstance(value, np.str_):
-            return stored(str(value))
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, (int, float, Decimal)):
-        return _finite(float(value))
-    raise ValueTypeError(f"a value of type {type(value).__name__} is not a number, string, boolean or null")
+    """numpy and pandas scalars, Decimal, str and float subclasses: the slow path of `stored`, through `plain`."""
+    return stored(_plain_other(value))
 
 
 def number_text(number: float) -> str:
