@@ -270,7 +270,10 @@ class Collector:
     def _at_log_end(self) -> bool:
         consumer = self._consumer
         assert consumer is not None
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        if not assigned:
+            return False  # not in the group yet (a stop soon after start): nothing read, the broker may hold much
+        for tp in assigned:
             high, position = consumer.highwater(tp), self._position(tp)
             if high is None or position is None or position < high:
                 return False  # None: no fetch answered for it yet, so its log end is unknown
