@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from driftline import sequences
 from driftline.contracts import EventKind
 
 
@@ -70,6 +72,25 @@ class Batch:
     # (topic, partition) -> offset base: stored offset = base + the broker's (collector/incarnations.py).
     # `ranges` and rows hold stored offsets; records and dead letters' origins the broker's.
     bases: dict[tuple[str, int], int] = field(default_factory=dict)
+    # (topic, partition) -> sender -> the sequence numbers its records carried (driftline/sequences.py);
+    # committed with the checkpoint, so a number is on record exactly when its event is stored.
+    sequences: dict[tuple[str, int], dict[str, list[int]]] = field(default_factory=dict)
+
+    def note_sequences(self, topic: str, partition: int, records: Sequence[Record]) -> None:
+        """Keep the sender sequence numbers of records about to be stored (as rows or dead letters)."""
+        found: dict[str, list[int]] | None = None
+        for m in records:
+            headers = getattr(m, "headers", None)  # Origins (HTTP, replays, undecodable batches) carry none
+            if not headers:
+                continue
+            for key, value in headers:
+                if key == sequences.HEADER:
+                    parsed = sequences.parse(value)
+                    if parsed is not None:
+                        if found is None:
+                            found = self.sequences.setdefault((topic, partition), {})
+                        found.setdefault(parsed[0], []).append(parsed[1])
+                    break
 
     def cover(self, topic: str, partition: int, first: int, nxt: int, events: int, dead_letters: int, nbytes: int,
               base: int = 0) -> None:

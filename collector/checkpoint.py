@@ -153,6 +153,8 @@ class OffsetStore:
         keys = list(batch.ranges)
         ranges = [batch.ranges[k] for k in keys]
         outcome = batch.outcome(rejected)
+        # Sender sequence numbers ride in the commit row: on record exactly when the batch is (driftline/sequences.py).
+        numbers = [batch.sequences.get(k, {}) for k in keys]
         self._client.insert(
             "ingest_batches",
             [
@@ -166,10 +168,12 @@ class OffsetStore:
                 [r.bytes for r in ranges],
                 [r.lag for r in ranges],
                 [flush_ms] * len(keys),
+                [list(n) for n in numbers],
+                [list(n.values()) for n in numbers],
             ],
             column_names=[
                 "collector", "topic", "partition", "first_offset", "next_offset",
-                "events", "dead_letters", "bytes", "lag", "flush_ms",
+                "events", "dead_letters", "bytes", "lag", "flush_ms", "senders", "sequences",
             ],
             column_oriented=True,
         )

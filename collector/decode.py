@@ -56,6 +56,7 @@ class RecordDecoder:
         """
         if not records:
             return
+        batch.note_sequences(topic, partition, records)
         redactor = self._redactor
         if redactor is not None and redactor.policies:
             self._add_governed(redactor, batch, topic, partition, records, base)

@@ -26,6 +26,7 @@ from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
 from collector.fetch_guard import UndecodableBatch, guard_fetcher
 from collector.incarnations import LOG_END_BELOW_CHECKPOINT, NEW_TOPIC_ID, Incarnations, WatermarkFile, incarnation_key
+from collector.sender_gaps import SenderGapWatch
 from collector.sink import ClickHouseSink
 from collector.stats import CollectorStats
 from collector.writer import BatchWriter
@@ -155,6 +156,7 @@ class Collector:
         self._drain_on_stop = drain_on_stop
         self._on_drained = on_drained
         self._last_start_over_check = time.monotonic()
+        self._gap_watch = SenderGapWatch(self._store)  # logs what PredictionLoggers sent and was never stored
         sink_client = connect(settings)
         fence = OffsetStore(sink_client, kinds_by_topic, self.collector_id)  # the writer thread's own client
         self._writer = BatchWriter(
@@ -235,6 +237,7 @@ class Collector:
                 self._submit()
         self._report_committed()
         self._maybe_check_start_over()
+        self._gap_watch.maybe_check()
         self._maybe_progress()
 
     def _read_to_log_end(self) -> bool:

@@ -49,6 +49,7 @@ log = logging.getLogger("driftline")
 COUNTED_TABLES = ("predictions", "labels", "infra_metrics", "dead_letters")
 UNKNOWN_MODELS_SCHEMA = 11  # the migration that adds registry_snapshots
 INCARNATIONS_SCHEMA = 12  # the migration that adds partition_incarnations
+SENDER_SEQUENCES_SCHEMA = 13  # the migration that adds sender_sequences
 WATERMARK_FILE = "broker-log-ends.json"  # collector/incarnations.py: WatermarkFile
 
 
@@ -83,7 +84,8 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_db_status(args: argparse.Namespace) -> int:
-    """Rows per table, and the events of models the registry does not define (per name, with the closest one).
+    """Rows per table, the events of models the registry does not define (per name, with the closest one), and
+    events lost: per partition from broker log ends, per PredictionLogger from its sequence numbers (exact).
 
     The registry is models.yaml when it exists, else the latest one a service recorded in the store; with
     neither, no model is unknown (as the collector counts none).
@@ -94,10 +96,19 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     unknown: list[dict[str, object]] = []
     lost: list[dict[str, object]] = []
+    senders: dict[str, object] = {}
     if version >= INCARNATIONS_SCHEMA:
         from collector.incarnations import lost_events
 
         lost = lost_events(client)
+    if version >= SENDER_SEQUENCES_SCHEMA:
+        from driftline.sequences import missing_total, sender_gaps
+
+        count, missing = missing_total(client)
+        senders = {"senders": count, "events_missing": missing,
+                   "missing_by_sender": [{"sender": g.sender, "events_missing": g.missing, "events_stored": g.stored,
+                                          "highest_sequence": g.highest, "first_seen": g.first_seen,
+                                          "last_seen": g.last_seen} for g in sender_gaps(client)]}
     if version:
         for table in COUNTED_TABLES:
             counts[table] = int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
@@ -108,7 +119,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
                         "labels": u.labels, "metrics": u.metrics, "dead_lettered": u.dead_lettered,
                         "last_seen": u.last_seen} for u in unknown_model_counts(client, names)]
     print(json.dumps({"store": settings.redacted_clickhouse_url(), "schema_version": version, "rows": counts,
-                      "unknown_models": unknown, "events_lost": lost}))
+                      "unknown_models": unknown, "events_lost": lost, "sender_sequences": senders}))
     return 0
 
 

@@ -38,6 +38,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 import driftline
+from driftline.sequences import missing_total
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -142,6 +143,7 @@ OUTBOX_PENDING = "driftline_outbox_pending"
 OUTBOX_DEAD = "driftline_outbox_dead"
 OUTBOX_OLDEST = "driftline_outbox_oldest_pending_age_seconds"
 LABELS_PAST_HORIZON = "driftline_labels_past_horizon"
+SENDER_EVENTS_MISSING = "driftline_sender_events_missing"
 MAX_SERIES = 1000  # per scrape-time query: a bound on the series a store can make us export
 
 
@@ -230,8 +232,12 @@ class StoreGauges:
         late = GaugeMetricFamily(LABELS_PAST_HORIZON, "Labels that arrived after their prediction's window end plus "
                                  "the model's label_horizon (not joined), by model, as counted by the latest "
                                  "performance run of each window.", labels=["model"])
+        missing = GaugeMetricFamily(SENDER_EVENTS_MISSING, "Events PredictionLoggers sent (numbered per logger) "
+                                    "that were never stored, over all loggers on record: lost by a broker after "
+                                    "acknowledging them, or still in flight (driftline/sequences.py).")
         try:
             client = self._client()
+            _, never_stored = missing_total(client)
             rows = client.query(
                 "SELECT model, severity, count() FROM alert_states FINAL WHERE status = {s:String} "
                 "GROUP BY model, severity ORDER BY model, severity LIMIT {n:UInt32}",
@@ -260,7 +266,8 @@ class StoreGauges:
                 dead.add_metric([str(kind)], int(count))
         for model, count in past:
             late.add_metric([str(model)], int(count))
-        yield from (up, firing, pending, dead, oldest, late)
+        missing.add_metric([], never_stored)
+        yield from (up, firing, pending, dead, oldest, late, missing)
 
 
 class _Scrape:

@@ -19,7 +19,9 @@ acknowledged, so a broker that comes back gets every event. `flush()` and
 ends, and then call `on_error` with a `DeliveryError` or, without a callback,
 raise it: nothing fails silently. What the spool cannot cover: an event the
 broker acknowledged and then lost (an in-memory broker killed before the
-collector stored it). Driftline's collector counts those (docs/operations.md: Restarts and delivery).
+collector stored it). Each event carries its logger's sequence number in a
+Kafka header (`driftline.sequences`), so Driftline counts those exactly
+(`db status`, /metrics; docs/operations.md: Restarts and delivery).
 Retried events may arrive out of order, and an event whose first attempt
 failed after the broker wrote it can be stored twice (at least once, from
 this side).
@@ -45,6 +47,7 @@ from driftline.contracts import (
     PredictionEvent,
     encode_event,
 )
+from driftline.sequences import HEADER, header_value, new_sender_id
 from driftline.values import class_name, plain, timestamp
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,8 @@ class PredictionLogger:
     (a producer that met several broker restarts can stay stuck on stale connections or metadata, every
     send expiring, while a new one is answered at once); `on_error(DeliveryError)`,
     if given, is called instead of raising when `flush()`/`close()` end with undelivered events.
+    `sender` is this logger's id in `driftline db status` (host/pid/random), where events it sent and
+    Driftline never stored are counted.
     """
 
     def __init__(
@@ -104,7 +109,8 @@ class PredictionLogger:
         self._lock = threading.Condition()
         self._unacked: dict[int, tuple[str, bytes, bytes]] = {}  # seq -> (topic, key, payload), until acked
         self._failed: deque[int] = deque()  # seqs whose last attempt failed, waiting for a resend
-        self._seq = 0
+        self._seq = 0  # the last sequence number given; sent in each event's header (driftline.sequences)
+        self.sender = new_sender_id()
         self._last_error: BaseException | None = None
         self.resent = 0  # attempts after a failure (informational, and for tests)
         self._closed = False
@@ -140,7 +146,8 @@ class PredictionLogger:
             return
         topic, key, payload = entry
         try:
-            future = self._producer.send(topic, key=key, value=payload)
+            future = self._producer.send(topic, key=key, value=payload,
+                                         headers=[(HEADER, header_value(self.sender, seq))])
         except Exception as exc:  # no metadata within max_block_ms, buffer full, producer closed...
             self._failed_attempt(seq, exc)
             return

@@ -30,6 +30,7 @@ SHARD_BY = "partition"  # every row of one Kafka partition on one shard: a parti
 ENTRY_SHARD_BY = "JSONExtractInt(raw, 'partition')"  # the Null entry tables hold the raw event with its position
 
 _ALTER_VIEW = re.compile(r"^\s*ALTER TABLE (\w+) MODIFY QUERY ", re.S)
+_ADD_COLUMN = re.compile(r"^\s*ALTER TABLE (\w+) ADD COLUMN ", re.S)
 _CREATE = re.compile(r"^\s*CREATE (TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+)", re.S)
 _ENGINE = re.compile(r"ENGINE = (Replacing|Aggregating)?MergeTree(\(([^)]*)\))?")
 
@@ -73,9 +74,15 @@ def cluster_ddl(cluster: str, coordination_cluster: str) -> list[str]:
             if (altered := _ALTER_VIEW.match(statement)) is not None:
                 out.append(_altered_view(statement, altered.group(1), cluster, entries, sharded))
                 continue
+            if (added := _ADD_COLUMN.match(statement)) is not None:
+                if added.group(1) in sharded:  # would need the local table and its Distributed table altered
+                    raise ValueError(f"migration {migration.version}: a column added to a sharded table")
+                out.append(_ADD_COLUMN.sub(f"ALTER TABLE {added.group(1)} ON CLUSTER '{coordination_cluster}' "
+                                           "ADD COLUMN ", statement, count=1))
+                continue
             match = _CREATE.match(statement)
             if match is None:
-                raise ValueError(f"migration {migration.version}: not a CREATE or ALTER ... MODIFY QUERY statement: "
+                raise ValueError(f"migration {migration.version}: not a CREATE, ALTER ... MODIFY QUERY or ADD COLUMN statement: "
                                  f"{statement[:80]!r}")
             kind, name = match.groups()
             if name in sharded:

@@ -701,6 +701,32 @@ MIGRATIONS = MIGRATIONS + (
 )
 
 
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        13,
+        "sender sequence numbers: each PredictionLogger's events Driftline stored, to count those it never did",
+        (
+            # driftline/sequences.py. The numbers go in the checkpoint row itself, so they are on record exactly
+            # when the batch is committed; the view folds them into one bitmap per sender.
+            "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS senders Array(String)",
+            "ALTER TABLE ingest_batches ADD COLUMN IF NOT EXISTS sequences Array(Array(UInt64)) CODEC(ZSTD(1))",
+            """CREATE TABLE IF NOT EXISTS sender_sequences (
+                sender String,
+                numbers AggregateFunction(groupBitmap, UInt64),
+                first_seen SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+                last_seen SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+            ) ENGINE = AggregatingMergeTree
+            ORDER BY sender""",
+            """CREATE MATERIALIZED VIEW IF NOT EXISTS sender_sequences_mv TO sender_sequences AS
+            SELECT sender, groupBitmapState(number) AS numbers, min(written_at) AS first_seen,
+                   max(written_at) AS last_seen
+            FROM ingest_batches ARRAY JOIN senders AS sender, sequences AS numbers_of_sender
+            ARRAY JOIN numbers_of_sender AS number
+            GROUP BY sender""",
+        ),
+    ),
+)
+
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")
     if str(exists).strip() != "1":

@@ -17,8 +17,10 @@ its max `next_offset` per partition: its TTL never deletes, it folds expired
 rows into one per (topic, partition) that keeps the max `next_offset` (and
 the summed counters). Tables left without a TTL on purpose: the current
 state (alert_states, silences, the outbox and its bodies, alert_acks,
-concept_drift_state),
-uploaded references and schema_migrations.
+concept_drift_state), uploaded references, schema_migrations, and
+sender_sequences (one bitmap per PredictionLogger instance, a few KB: a TTL
+would delete the old parts of a live logger's numbers and count its events
+as missing).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Run as `python -m tests.integration.steady_logger BOOTSTRAP RATE OUT STOPFILE`: logs predictions of two
 models, alternately, RATE per second, until STOPFILE exists; then flushes (60 s) and writes OUT: per event
-its id, model and the wall time it was logged, and what flush/close reported. It never restarts: the broker
+its id, model, the wall time it was logged and the wall time a broker first acknowledged it (so a test
+can tell which broker incarnation held it), and what flush/close reported. It never restarts: the broker
 behind BOOTSTRAP may come and go meanwhile, which is the point.
 """
 
@@ -23,6 +24,14 @@ def main(bootstrap: str, rate: float, out: Path, stop_file: Path) -> None:
     logger = PredictionLogger(bootstrap, on_error=lambda e: errors.append(str(e)), retry_backoff_s=0.2,
                               replace_after_s=5.0, max_block_ms=2000, request_timeout_ms=2000,
                               delivery_timeout_ms=4000)
+    acked_at: dict[int, float] = {}  # sequence number -> first acknowledgement (the logger numbers events 1, 2, ...)
+    acked = logger._acked  # noqa: SLF001 - a test harness: the logger has no public per-event acknowledgement
+
+    def first_ack(seq: int) -> None:
+        acked_at.setdefault(seq, time.time())
+        acked(seq)
+
+    logger._acked = first_ack  # type: ignore[method-assign]  # noqa: SLF001
     events: list[tuple[str, str, float]] = []
     period = 1.0 / rate
     next_at = time.monotonic()
@@ -37,7 +46,8 @@ def main(bootstrap: str, rate: float, out: Path, stop_file: Path) -> None:
         time.sleep(max(0.0, next_at - time.monotonic()))
     undelivered = logger.flush(60)
     logger.close(5)
-    out.write_text(json.dumps({"events": events, "undelivered": undelivered, "errors": errors,
+    out.write_text(json.dumps({"events": [(*e, acked_at.get(i + 1)) for i, e in enumerate(events)],
+                               "undelivered": undelivered, "errors": errors,
                                "resent": logger.resent, "producers_replaced": logger.replaced}))
 
 

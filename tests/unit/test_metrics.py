@@ -32,11 +32,14 @@ class FakeStore:
     """Answers the scrape-time queries (by their table) with fixed rows."""
 
     def __init__(self, firing: list[tuple[object, ...]], outbox: list[tuple[object, ...]],
-                 late: list[tuple[object, ...]] | None = None) -> None:
+                 late: list[tuple[object, ...]] | None = None, senders: tuple[int, int] = (0, 0)) -> None:
         self.firing, self.outbox, self.late, self.queries = firing, outbox, late or [], []
+        self.senders = senders
 
-    def query(self, sql: str, parameters: dict[str, object]) -> Rows:
-        self.queries.append((sql, parameters))
+    def query(self, sql: str, parameters: dict[str, object] | None = None) -> Rows:
+        self.queries.append((sql, parameters or {}))
+        if "sender_sequences" in sql:
+            return Rows([self.senders])
         if "late_labels" in sql:
             return Rows(self.late)
         return Rows(self.firing if "alert_states" in sql else self.outbox)
@@ -139,7 +142,8 @@ def test_lag_of_revoked_partitions_is_dropped() -> None:
 def test_store_gauges_read_the_store_and_a_store_error_is_store_up_0() -> None:
     now = dt.datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
     store = FakeStore([("churn", "critical", 2), ("eta", "warning", 1)],
-                      [("webhook", "pending", 3, dt.datetime(2026, 1, 1)), ("email", "dead", 4, now)])
+                      [("webhook", "pending", 3, dt.datetime(2026, 1, 1)), ("email", "dead", 4, now)],
+                      senders=(5, 81))
     got = families(metrics.StoreGauges(lambda: store, clock=lambda: now))
     assert [s.value for s in got["driftline_store_up"].samples] == [1]
     assert {(s.labels["model"], s.labels["severity"]): s.value for s in got["driftline_alerts_firing"].samples} == {
@@ -147,7 +151,11 @@ def test_store_gauges_read_the_store_and_a_store_error_is_store_up_0() -> None:
     assert [(s.labels, s.value) for s in got["driftline_outbox_pending"].samples] == [({"kind": "webhook"}, 3)]
     assert [(s.labels, s.value) for s in got["driftline_outbox_dead"].samples] == [({"kind": "email"}, 4)]
     assert [s.value for s in got["driftline_outbox_oldest_pending_age_seconds"].samples] == [600]
-    assert all("LIMIT {n:UInt32}" in sql and params["n"] == metrics.MAX_SERIES for sql, params in store.queries)
+    assert [s.value for s in got["driftline_sender_events_missing"].samples] == [81]
+    # Every query that yields a series per row is bounded; the senders' total is one row, one unlabelled series.
+    assert all("LIMIT {n:UInt32}" in sql and params["n"] == metrics.MAX_SERIES
+               for sql, params in store.queries if "sender_sequences" not in sql)
+    assert sum("sender_sequences" in sql for sql, _ in store.queries) == 1
 
     down = families(metrics.StoreGauges(lambda: DownStore()))
     assert [s.value for s in down["driftline_store_up"].samples] == [0]
