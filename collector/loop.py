@@ -25,6 +25,7 @@ from collector.batch import Batch, DeadLetter, Origin
 from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
 from collector.fetch_guard import UndecodableBatch, guard_fetcher
+from collector.fetch_times import FetchTimes, track_fetch_times
 from collector.incarnations import LOG_END_BELOW_CHECKPOINT, NEW_TOPIC_ID, Incarnations, WatermarkFile, incarnation_key
 from collector.sender_gaps import SenderGapWatch
 from collector.sink import ClickHouseSink
@@ -164,6 +165,7 @@ class Collector:
             guard=lambda batch: fence.check_owner({tp: self._epochs.get(tp, -1) for tp in batch.ranges}),
         )
         self._consumer: KafkaConsumer | None = None
+        self._fetch_times: FetchTimes | None = None
         self._last_progress = time.monotonic()
         self._shutdown_deadline: float | None = None  # one shutdown timeout bounds the whole stop
 
@@ -188,6 +190,7 @@ class Collector:
         s = self.settings
         self._consumer = KafkaConsumer(**consumer_config(s, client_id=self.collector_id))
         guard_fetcher(self._consumer)  # an undecodable batch raises UndecodableBatch, see _poll
+        self._fetch_times = track_fetch_times(self._consumer)  # how fresh each log end is, see _at_log_end
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         log.info("collector started", extra={"collector": self.collector_id, "topics": self._topics,
                                               "store": s.redacted_clickhouse_url()})
@@ -245,14 +248,17 @@ class Collector:
 
         A model service that keeps logging moves the log end on, so "caught up" is a moment, not a state:
         the first poll after which every partition's position reaches the log end its fetch reported ends
-        the read, and `on_drained` (the broker's stop) runs at once, before the batch is written. What the
-        broker acknowledges between that fetch and its stop is the residue this cannot cover (docs/operations.md, "Restarts and delivery from model services").
+        the read, and `on_drained` (the broker's stop) runs at once, before the batch is written. Only log
+        ends reported by fetches sent after the stop began count (collector/fetch_times.py): an older one
+        misses what the broker acknowledged since. What the broker acknowledges between that fetch and its
+        stop is the residue this cannot cover (docs/operations.md, "Restarts and delivery from model services").
         """
+        began = time.monotonic()
         while self._flush_timeout() > 0 and not self.fenced:
             records = self._poll(timeout_ms=100)
             self._add(records)
             self._note_log_ends()
-            if self._at_log_end():
+            if self._at_log_end(fetched_since=began):
                 self._drained()
                 return self._flush_and_drain(self._flush_timeout())
             if self._batch.size >= self.settings.batch_max_events or self._batch.age() >= self.settings.batch_max_seconds:
@@ -270,15 +276,16 @@ class Collector:
             self._on_drained()
             self._on_drained = None
 
-    def _at_log_end(self) -> bool:
-        consumer = self._consumer
-        assert consumer is not None
+    def _at_log_end(self, fetched_since: float) -> bool:
+        """Every assigned partition read up to a log end that a fetch sent after `fetched_since` reported."""
+        consumer, times = self._consumer, self._fetch_times
+        assert consumer is not None and times is not None
         assigned = consumer.assignment()
         if not assigned:
             return False  # not in the group yet (a stop soon after start): nothing read, the broker may hold much
         for tp in assigned:
-            high, position = consumer.highwater(tp), self._position(tp)
-            if high is None or position is None or position < high:
+            high, position, sent = consumer.highwater(tp), self._position(tp), times.sent_at(tp)
+            if high is None or position is None or position < high or sent is None or sent < fetched_since:
                 return False  # None: no fetch answered for it yet, so its log end is unknown
         return True
 

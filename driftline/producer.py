@@ -138,21 +138,25 @@ class PredictionLogger:
             self._unacked[seq] = (self._topics[kind], key.encode(), payload)
         self._attempt(seq)
 
-    def _attempt(self, seq: int) -> None:
-        """Send one spooled event; its future acknowledges it or queues it for the retry thread."""
+    def _attempt(self, seq: int) -> bool:
+        """Send one spooled event; its future acknowledges it or queues it for the retry thread.
+
+        False when the send itself failed (it can block for max_block_ms first): the caller should not
+        try more sends on this producer now."""
         with self._lock:
             entry = self._unacked.get(seq)
         if entry is None:
-            return
+            return True
         topic, key, payload = entry
         try:
             future = self._producer.send(topic, key=key, value=payload,
                                          headers=[(HEADER, header_value(self.sender, seq))])
         except Exception as exc:  # no metadata within max_block_ms, buffer full, producer closed...
             self._failed_attempt(seq, exc)
-            return
+            return False
         future.add_callback(lambda _meta: self._acked(seq))
         future.add_errback(lambda exc: self._failed_attempt(seq, exc))
+        return True
 
     def _acked(self, seq: int) -> None:
         with self._lock:
@@ -186,9 +190,15 @@ class PredictionLogger:
             self._replace_broken_producer()
             with self._lock:
                 due, self._failed = list(self._failed), deque()
-            for seq in due:
+            for i, seq in enumerate(due):
                 self.resent += 1
-                self._attempt(seq)
+                if not self._attempt(seq):
+                    # A send that failed by itself (no metadata within max_block_ms) fails the same way for the
+                    # rest, each after blocking as long: queue them again and go back to checking the producer,
+                    # or thousands of spooled events would hold off its replacement for hours.
+                    with self._lock:
+                        self._failed.extend(due[i + 1:])
+                    break
 
     def _replace_broken_producer(self) -> None:
         """A producer in a fatal state fails every send from then on, and one stuck after a broker restart
