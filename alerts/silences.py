@@ -6,20 +6,31 @@ alert that is still firing notifies then. Matchers are `name=value`,
 `name!=value`, `name=~regex` and `name!~regex` (the regex must match the
 whole value). Every matcher must hold. A silence with no matcher is refused:
 it would mute everything.
+
+Regexes run on RE2 (google-re2): time linear in the label's length whatever
+the pattern, so a tenant's silence cannot stall every team's evaluation (a
+backtracking engine took minutes on `(.*.*)*!`). RE2 has no backreferences
+or lookaround; such a pattern is refused when the silence is created, and
+one stored by an older version is kept but mutes nothing (logged once).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
 
 from clickhouse_connect.driver.client import Client
 
 from alerts.store import AlertEvent, record_events, version_stamp
 from driftline.names import validate_identifier
 from driftline.timestamps import as_utc
+
+log = logging.getLogger(__name__)
 
 UTC = dt.timezone.utc
 OPS = ("=~", "!~", "!=", "=")
@@ -31,11 +42,32 @@ class SilenceError(ValueError):
     """A silence that cannot be created or expired; the message says why."""
 
 
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the caller's error, answered with the reason, not logged
+    options.max_mem = 8 << 20  # bounds the compiled program; a pattern past it is refused
+    return options
+
+
+_OPTIONS = _re2_options()
+
+
+def compile_matcher_regex(pattern: str) -> Any:
+    """The RE2 program of a matcher's regex, or SilenceError with RE2's reason."""
+    try:
+        return re2.compile(pattern, options=_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise SilenceError(f"invalid regex {pattern!r}: {reason} (silences use RE2 syntax: no backreferences "
+                           "or lookaround)") from None
+
+
 @dataclass(frozen=True)
 class Matcher:
     name: str
     op: str
     value: str
+    _regex: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_identifier(self.name, what="label name")
@@ -45,9 +77,9 @@ class Matcher:
             raise SilenceError(f"matcher value longer than {MAX_VALUE} characters")
         if self.op in ("=~", "!~"):
             try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise SilenceError(f"matcher {self.name}{self.op}: invalid regex: {exc}") from None
+                object.__setattr__(self, "_regex", compile_matcher_regex(self.value))
+            except SilenceError as exc:
+                raise SilenceError(f"matcher {self.name}{self.op}: {exc}") from None
 
     @classmethod
     def parse(cls, text: str) -> Matcher:
@@ -64,7 +96,7 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        hit = re.fullmatch(self.value, actual) is not None
+        hit = self._regex.fullmatch(actual) is not None
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:
@@ -118,17 +150,42 @@ def create_silence(client: Client, matchers: list[Matcher], *, author: str, comm
     return silence
 
 
-def _matcher(stored: object) -> Matcher:
+@dataclass(frozen=True)
+class UnusableMatcher(Matcher):
+    """A stored matcher this version cannot run (a regex RE2 refuses): it matches nothing, so its silence
+    mutes nothing; an alert that should have been muted notifies, rather than one that should not be, stays quiet."""
+
+    problem: str = ""
+
+    def __post_init__(self) -> None:
+        pass
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return False
+
+
+_reported_unusable: set[str] = set()
+
+
+def _matcher(stored: object, silence_id: str) -> Matcher:
     """Named tuples come back as dicts or tuples, depending on the client's settings."""
     if isinstance(stored, dict):
-        return Matcher(stored["name"], stored["op"], stored["value"])
-    name, op, value = stored  # type: ignore[misc]
-    return Matcher(name, op, value)
+        name, op, value = stored["name"], stored["op"], stored["value"]
+    else:
+        name, op, value = stored  # type: ignore[misc]
+    try:
+        return Matcher(name, op, value)
+    except (SilenceError, ValueError) as exc:
+        if silence_id not in _reported_unusable:
+            _reported_unusable.add(silence_id)
+            log.error("a stored silence has a matcher this version cannot run; the silence mutes nothing until "
+                      "it is expired and created again", extra={"silence": silence_id, "error": str(exc)})
+        return UnusableMatcher(name, op, value, problem=str(exc))
 
 
 def list_silences(client: Client) -> list[Silence]:
     rows = client.query(f"SELECT {', '.join(COLUMNS[:-1])} FROM silences FINAL ORDER BY created_at").result_rows
-    return [Silence(r[0], tuple(_matcher(m) for m in r[1]), r[2], r[3], as_utc(r[4]), as_utc(r[5]), as_utc(r[6]))
+    return [Silence(r[0], tuple(_matcher(m, r[0]) for m in r[1]), r[2], r[3], as_utc(r[4]), as_utc(r[5]), as_utc(r[6]))
             for r in rows]
 
 

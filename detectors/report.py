@@ -9,6 +9,7 @@ come from the full window (`drift_results`); the report is for looking.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -69,7 +70,29 @@ def render_report(client: Client, model: ModelSpec, window: Window, *, sample_ro
         Dataset.from_pandas(reference, data_definition=definition),
         name=f"{model.name} {window}",
     )
-    return snapshot.get_html_str(as_iframe=False)
+    return escape_embedded_data(snapshot.get_html_str(as_iframe=False))
+
+
+# Evidently's page holds its data as two JavaScript assignments, one line each (JSON has no raw line breaks):
+# `var metric_<32 hex> = {...};` and `var additional_graphs_metric_<32 hex> = {...};`.
+_DATA_LINE = re.compile(r"^(\s*var (?:additional_graphs_)?metric_[0-9a-f]{32} = )(.*;)$", re.M)
+_SCRIPT_UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def escape_embedded_data(page: str) -> str:
+    """The page with every `<`, `>`, `&`, U+2028 and U+2029 of its embedded data written as a JSON escape.
+
+    Evidently puts the sampled values (category values come straight from events) as raw JSON inside a
+    script element, where a value holding `</script><script>...` would end the element and run as code
+    under Driftline's origin. The escapes mean the same string to JavaScript and cannot close an element.
+    A page whose data lines are not where this expects them is refused rather than served unescaped.
+    """
+    escaped, found = _DATA_LINE.subn(lambda m: m.group(1) + m.group(2).translate(_SCRIPT_UNSAFE), page)
+    if found != 2:
+        raise RuntimeError(f"the report's embedded data was not found as expected ({found} of 2 lines): "
+                           "this Evidently version's page layout is not supported")
+    return escaped
 
 
 def write_report(client: Client, model: ModelSpec, *, start: dt.datetime | None, end: dt.datetime | None,

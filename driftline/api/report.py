@@ -100,6 +100,11 @@ SampleRows = Annotated[int, Query(ge=MIN_SAMPLE_ROWS, le=MAX_SAMPLE_ROWS,
 Expires = Annotated[int | None, Query(ge=0, le=MAX_EXPIRES, description="signed links: expiry, Unix seconds")]
 Sig = Annotated[str | None, Query(max_length=128, description="signed links: hex HMAC-SHA256 (see docs/reference.md, HTTP API)")]
 
+REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+              "img-src data: blob:; font-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+"""The report page runs in a sandbox: a unique origin (no cookies, storage or same-origin requests to the
+service), its own inline scripts and styles only (the page is self-contained), nothing fetched or sent."""
+
 RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/html": {}}, "description": "the report, one self-contained HTML page"},
     404: {"description": "no such model, or the window has no predictions"},
@@ -167,6 +172,7 @@ def router(ctx: ApiContext) -> APIRouter:
                                      "report") from None
         return Response(page, media_type="text/html; charset=utf-8", headers={
             "Cache-Control": "private, max-age=300",
+            "Content-Security-Policy": REPORT_CSP,
             # The URL may carry a signature: never send it on to another site.
             "Referrer-Policy": "no-referrer",
             "X-Content-Type-Options": "nosniff",

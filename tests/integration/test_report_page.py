@@ -62,15 +62,28 @@ def events(model: str, rng: np.random.Generator, n: int = 600) -> list[bytes]:
     return out
 
 
+# Category values as a hostile tenant would send them: each sets a DOM marker if it ever runs as code.
+XSS = ["</script><script>window.__xss = 1</script>", "<img src=x onerror=\"window.__xss = 2\">",
+       "javascript:window.__xss = 3", "\"><svg onload=window.__xss=4>", "</SCRIPT ><script>window.__xss = 5//",
+       "line\u2028separator\u2029paragraph", "&lt;b&gt;&amp;"]
+
+
+def hostile_events(model: str, rng: np.random.Generator, n: int = 300) -> list[bytes]:
+    return [encode_event(PredictionEvent(
+        event_id=f"{model}-{i}", model=model, model_version="1", ts=WINDOW.start + dt.timedelta(seconds=i * 10),
+        features={"x1": float(rng.normal(0.0, 1.0)), "x2": float(rng.normal(10.0, 2.0)), "c": XSS[i % len(XSS)]},
+        prediction=float(rng.normal(0.5, 0.1)))) for i in range(n)]
+
+
 @pytest.fixture(scope="module")
 def served(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     root = tmp_path_factory.mktemp("report-page")
     tag = uuid.uuid4().hex[:6]
-    model, other = f"page-{tag}", f"other-{tag}"
+    model, other, hostile = f"page-{tag}", f"other-{tag}", f"xss-{tag}"
     registry = registry_from_yaml(LocatedYaml(Path("test"), {"models": [
         {"name": n, "task": "regression", "features": {"x1": "numeric", "x2": "numeric", "c": "categorical"},
          "reference": {"upload": "train"}, "window": "1h", "owner": owner, "drift": {"min_rows": 50}}
-        for n, owner in ((model, "team-a"), (other, "team-b"))]}))
+        for n, owner in ((model, "team-a"), (other, "team-b"), (hostile, "team-a"))]}))
     client = connect(base_settings)
     rng = np.random.default_rng(7)
     assert write_events(client, EventKind.PREDICTION, events(model, rng), source="report-test") == (600, 0)
@@ -79,6 +92,11 @@ def served(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
                   "c": rng.choice(["web", "app", "store"], 1000, p=[0.5, 0.3, 0.2]),
                   "prediction": rng.normal(0.5, 0.1, 1000)}).to_csv(root / "train.csv", index=False)
     upload(client, registry.get(model), "train", root / "train.csv", show_progress=False)  # `other` has none
+    assert write_events(client, EventKind.PREDICTION, hostile_events(hostile, rng), source="report-test") == (300, 0)
+    pd.DataFrame({"x1": rng.normal(0.0, 1.0, 300), "x2": rng.normal(10.0, 2.0, 300),
+                  "c": [XSS[i % len(XSS)] for i in range(300)], "prediction": rng.normal(0.5, 0.1, 300)}).to_csv(
+        root / "hostile.csv", index=False)
+    upload(client, registry.get(hostile), "train", root / "hostile.csv", show_progress=False)
     result = run_stage(client, registry.get(model), WINDOW, "drift")
     assert result.status == "ok", result.error
     drifted = sorted(c for c in result.drifted_columns if c in ("x1", "x2", "c"))
@@ -101,7 +119,7 @@ def served(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
         time.sleep(0.05)
     try:
-        yield {"base": base, "model": model, "other": other, "drifted": drifted, "root": root}
+        yield {"base": base, "model": model, "other": other, "hostile": hostile, "drifted": drifted, "root": root}
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -158,6 +176,37 @@ def test_report_page_renders_its_charts_in_headless_chromium(served, tmp_path: P
     width, height, _ = png_pixels(shot)
     assert (width, height) == (1400, 3000)
     assert distinct_colours(shot) > 200  # charts, text and colours, not a blank or an error page
+
+
+def test_values_from_the_data_never_run_as_code_in_the_report_page(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Category values that close the script element, add event handlers, or break a JavaScript line stay
+    text: the page renders them in its table and charts, and the marker any of them would set stays unset.
+    The page also runs sandboxed (CSP), so even a value that did run would have no access to the service."""
+    url = email_link(str(served["base"]), str(served["hostile"]))
+    answer = get(url)
+    assert answer.status_code == 200
+    csp = answer.headers["content-security-policy"]
+    assert csp.startswith("sandbox allow-scripts;") and "allow-same-origin" not in csp and "default-src 'none'" in csp
+    assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["referrer-policy"] == "no-referrer"
+    page = answer.text
+    assert "window.__xss" in page  # the payloads are in the page (as data) ...
+    assert "</script><script>window.__xss" not in page  # ... escaped:
+    assert r"\u003c/script\u003e\u003cscript\u003ewindow.__xss = 1\u003c/script\u003e" in page
+    assert "\u2028" not in page and "\u2029" not in page  # raw, they end a JavaScript line in older engines
+    with Browser(tmp_path / "chromium.log") as browser:
+        browser.open(url)
+        rows = browser.wait("the report's table", "document.querySelectorAll('tr[data-testid=mtablebodyrow]').length")
+        assert rows >= 3
+        browser.js("document.querySelectorAll('button[aria-label=\"Detail panel visibility toggle\"]')"
+                   ".forEach(b => b.click())")
+        browser.wait("a chart in every detail panel", "[...document.querySelectorAll('tr[data-testid=mtablebodyrow]')]"
+                     ".every(r => r.nextElementSibling && r.nextElementSibling.querySelector('.js-plotly-plot'))")
+        time.sleep(0.5)
+        assert browser.js("typeof window.__xss") == "undefined"
+        assert browser.js("document.querySelectorAll('img[src=x], svg[onload]').length") == 0
+        assert browser.js("window.origin") == "null"  # sandboxed: an opaque origin, not the service's
+        shown = browser.js("[...document.querySelectorAll('svg text, td')].map(e => e.textContent).join('\\n')")
+    assert "javascript:window.__xss = 3" in shown, "the hostile values are rendered, as text"
 
 
 def get(url: str, **kw: object) -> httpx.Response:
