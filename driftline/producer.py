@@ -70,10 +70,10 @@ class PredictionLogger:
 
     `spool_events` bounds the unacknowledged events kept for resending (a send past it raises
     `DeliveryError` at once, rather than growing without bound while the broker is away);
-    `retry_backoff_s` is the pause between resends of failed events; `replace_after_s`: when sends have
-    failed for this long without a single acknowledgement, the Kafka producer is replaced by a new one
+    `retry_backoff_s` is the pause between resends of failed events; `replace_after_s`: when an event's
+    sends have kept failing this long on the current Kafka producer, the producer is replaced by a new one
     (a producer that met several broker restarts can stay stuck on stale connections or metadata, every
-    send expiring, while a new one is answered at once); `on_error(DeliveryError)`,
+    send to one partition expiring while others are acknowledged, where a new one is answered at once); `on_error(DeliveryError)`,
     if given, is called instead of raising when `flush()`/`close()` end with undelivered events.
     `sender` is this logger's id in `driftline db status` (host/pid/random), where events it sent and
     Driftline never stored are counted.
@@ -103,7 +103,7 @@ class PredictionLogger:
         self._spool_events = spool_events
         self._retry_backoff_s = retry_backoff_s
         self._replace_after_s = replace_after_s
-        self._failing_since: float | None = None  # the first failed send since the last acknowledgement
+        self._failed_at: dict[int, float] = {}  # seq -> its first failure on the current producer, until acked
         self.replaced = 0  # producers replaced (informational, and for tests)
         self._on_error = on_error
         self._lock = threading.Condition()
@@ -160,7 +160,7 @@ class PredictionLogger:
 
     def _acked(self, seq: int) -> None:
         with self._lock:
-            self._failing_since = None
+            self._failed_at.pop(seq, None)
             self._unacked.pop(seq, None)
             self._lock.notify_all()
 
@@ -173,8 +173,7 @@ class PredictionLogger:
                             extra={"error": str(exc), "error_type": type(exc).__name__,
                                    "unacknowledged": len(self._unacked)})
             self._last_error = exc
-            if self._failing_since is None:
-                self._failing_since = time.monotonic()
+            self._failed_at.setdefault(seq, time.monotonic())
             self._failed.append(seq)
             self._lock.notify_all()
 
@@ -202,21 +201,24 @@ class PredictionLogger:
 
     def _replace_broken_producer(self) -> None:
         """A producer in a fatal state fails every send from then on, and one stuck after a broker restart
-        (sends expiring for `replace_after_s` without one acknowledgement) may never recover: start a new one.
+        (an event's sends expiring for `replace_after_s`) may never recover: start a new one.
 
         kafka-python's idempotent producer (its default) goes fatal when a restarted broker refuses its
         producer id (`InitProducerIdResponse` error against a new in-memory tansu): without this, every
-        later event would fail. The private `_transaction_manager` is read because kafka-python exposes
-        the state nowhere else; a version without it simply never replaces its producer.
+        later event would fail. The clock is per event, not "since the last acknowledgement": a producer
+        stuck on one partition's stale metadata keeps being acknowledged on the others. The private
+        `_transaction_manager` is read because kafka-python exposes the state nowhere else; a version
+        without it simply never replaces its producer for that reason.
         """
         manager = getattr(self._producer, "_transaction_manager", None)
         fatal = manager is not None and manager.has_fatal_error()
-        since = self._failing_since
-        stalled = since is not None and time.monotonic() - since > self._replace_after_s
+        with self._lock:
+            oldest = min(self._failed_at.values(), default=None)
+        stalled = oldest is not None and time.monotonic() - oldest > self._replace_after_s
         if not fatal and not stalled:
             return
         log.warning("the Kafka producer " + ("failed fatally" if fatal else
-                    f"had no acknowledgement for {self._replace_after_s:.0f}s while sends failed")
+                    f"kept failing an event's sends for {self._replace_after_s:.0f}s")
                     + "; starting a new one for the spooled events",
                     extra={"error": str(manager.last_error) if fatal else str(self._last_error),
                            "unacknowledged": self.unacknowledged})
@@ -225,10 +227,11 @@ class PredictionLogger:
         except Exception as exc:  # the broker is still away (no bootstrap connection): try again next round
             log.debug("could not start a new producer yet", extra={"error": type(exc).__name__})
             return
-        self._failing_since = time.monotonic()  # the new producer gets its own replace_after_s
+        with self._lock:
+            self._failed_at.clear()  # the new producer gets its own replace_after_s
         self.replaced += 1
         broken, self._producer = self._producer, fresh
-        threading.Thread(target=broken.close, kwargs={"timeout": 0}, name="prediction-logger-close", daemon=True).start()
+        threading.Thread(target=_discard, args=(broken,), name="prediction-logger-close", daemon=True).start()
 
     def _report(self, undelivered: int, what: str) -> int:
         if undelivered:
@@ -322,6 +325,22 @@ class PredictionLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _discard(producer: Any) -> None:
+    """Stop a replaced producer for good: its pending sends fail (so their events are sent again by the new one).
+
+    `close(timeout=0)` alone raises from its flush while sends are pending and leaves the producer's I/O
+    thread running, retrying and calling back into the logger for ever.
+    """
+    sender = getattr(producer, "_sender", None)
+    try:
+        if sender is not None:
+            sender.force_close()  # aborts the batches still in the accumulator: their errbacks requeue the events
+            sender.join(5)
+        producer.close(timeout=0)
+    except Exception as exc:  # closing a broken producer is best effort; its events are requeued either way
+        log.debug("closing a replaced producer failed", extra={"error": type(exc).__name__})
 
 
 def _ts(ts: Any) -> dt.datetime:
