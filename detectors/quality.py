@@ -31,13 +31,16 @@ class QualityRow:
 
 DEAD_LETTERS_SQL = r"""
     SELECT count() FROM (
-        SELECT extract(raw, '"model"\\s*:\\s*"([^"\\\\]*)"') AS model,
+        SELECT if(isValidJSON(raw), JSONExtractString(raw, 'model'),
+                  extract(raw, '"model"\\s*:\\s*"([^"\\\\]*)"')) AS model,
                parseDateTime64BestEffortOrNull(extract(raw, '"ts"\\s*:\\s*"([^"\\\\]*)"'), 3, 'UTC') AS event_ts,
                coalesce(event_ts, received_at) AS at
         FROM dead_letters
     ) WHERE model = {m:String} AND at >= {s:DateTime64(3, 'UTC')} AND at < {e:DateTime64(3, 'UTC')}"""
-"""Dead letters of a model in a window. They failed to parse, so model and time are read with patterns that also
-work on broken JSON; the event's own `ts` places it in its window (backfills), else the time it was received."""
+"""Dead letters of a model in a window. The model is the top-level `model` where the dead letter is JSON (a name
+inside `features` does not count); for broken JSON, the first `"model": "..."` in the bytes (the HTTP API refuses
+such events from team-limited tokens, so one team cannot place them on another's model). The event's own `ts`
+places it in its window (backfills), else the time it was received."""
 
 
 def _share(part: int, whole: int) -> float | None:

@@ -8,6 +8,7 @@ here: FastAPI reads the endpoints' annotations at run time.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
@@ -31,8 +32,9 @@ limits are configured in `DRIFTLINE_API_TOKENS_FILE`. Times are ISO 8601 (UTC wh
 def create_app(registry: Registry, authenticator: Authenticator, client_factory: Callable[[], Client], *,
                ready_checks: dict[str, Callable[[], None]] | None = None, settings: Settings | None = None,
                reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None,
-               gate: ModelGate | None = None) -> FastAPI:
-    """The API; `ready_checks` name the dependencies `/readyz` probes, `reload` re-reads the config files.
+               gate: ModelGate | None = None, tokens_file: Path | None = None) -> FastAPI:
+    """The API; `ready_checks` name the dependencies `/readyz` probes, `reload` re-reads the config files
+    (and `tokens_file`, when given, so that tokens removed or changed there stop working at the reload).
 
     `redactor` holds the privacy policies HTTP ingest applies; by default they come from `registry`, and a
     policy without a key (DRIFTLINE_PRIVACY_KEY[_FILE]) refuses to build the app. `gate` holds the model
@@ -43,7 +45,7 @@ def create_app(registry: Registry, authenticator: Authenticator, client_factory:
     if redactor is None:
         redactor = Redactor(registry.privacy_policies(), settings.privacy_key_bytes())
     ctx = ApiContext(registry, authenticator, client_factory(), settings, reload, redactor=redactor,
-                     gate=gate or ModelGate.from_registry(registry))
+                     gate=gate or ModelGate.from_registry(registry), tokens_file=tokens_file)
     app.state.ctx = ctx
     checks = ready_checks or {"clickhouse": lambda: ctx.client.query("SELECT 1")}
     app.add_middleware(BodyLimit, small=ctx.settings.api_max_body_bytes, bulk=ctx.settings.api_max_upload_bytes)

@@ -84,6 +84,10 @@ class Authenticator:
     def empty(self) -> bool:
         return not self._entries
 
+    def fingerprints(self) -> dict[str, tuple[bytes, Principal]]:
+        """Token name -> (digest, principal): what a reload compares to say which tokens changed."""
+        return {principal.name: (digest, principal) for digest, principal in self._entries}
+
     def identify(self, token: str) -> Principal | None:
         """The principal of `token`, or None; every entry is compared, in constant time each."""
         digest = _digest(token)

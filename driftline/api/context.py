@@ -10,6 +10,7 @@ annotations`: FastAPI resolves the dependencies' annotations at run time.
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
@@ -36,6 +37,7 @@ class ApiContext:
     client: Client
     settings: Settings = field(default_factory=Settings)
     reload: Callable[[], Registry] | None = None  # re-reads the config files; raises ConfigError
+    tokens_file: Path | None = None  # re-read by a reload too, so a removed token stops working at once
     lock: threading.Lock = field(default_factory=threading.Lock)
     redactor: Redactor | None = None  # the privacy policies HTTP ingest applies (shared with `up`'s collector)
     gate: ModelGate = field(default_factory=ModelGate)  # the registry's model names as ingest sees them (shared too)

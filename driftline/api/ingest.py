@@ -5,7 +5,13 @@ A batch is a JSON array of events (`application/json`) or one event per line
 the collector's validation: valid events are stored, the others become dead
 letters (raw bytes and reason), and the answer lists the first reasons by
 position. A team token may only post events of its team's models: a batch
-naming another model is refused whole (403) before anything is stored.
+naming another model is refused whole (403) before anything is stored. The
+model of each event is read by the collector's own validator, the parser the
+store and the detectors follow; an event it refuses could not be attributed
+to a team (a truncated line, a repeated key, a name hidden elsewhere in the
+bytes), so a team token's batch holding one is refused whole (422, with the
+reasons by position) instead of leaving a dead letter another team's
+data-quality check might count.
 """
 
 from typing import Annotated, Literal
@@ -19,7 +25,7 @@ from collector.http_source import HttpIngest
 from collector.sink import StoreUnavailable
 from driftline.api.auth import Principal
 from driftline.api.context import FORBIDDEN, UNAUTHORIZED, ApiContext
-from driftline.contracts import EventKind
+from driftline.contracts import ContractError, EventKind, EventValidator
 
 KINDS = {"predictions": EventKind.PREDICTION, "labels": EventKind.LABEL, "metrics": EventKind.METRIC}
 MAX_EVENTS = 100_000
@@ -83,6 +89,22 @@ def models_named(events: list[bytes]) -> set[str]:
     return names
 
 
+def models_validated(kind: EventKind, events: list[bytes], max_event_bytes: int) -> set[str]:
+    """The `model` of every event as the collector's validator reads it; 422 when any event fails it."""
+    validator = EventValidator(kind, max_event_bytes)
+    names, invalid = set(), []
+    for i, raw in enumerate(events):
+        try:
+            names.add(validator.validate(raw).model)
+        except ContractError as exc:
+            invalid.append(f"#{i} {exc.kind}: {exc}")
+    if invalid:
+        raise HTTPException(422, f"{len(invalid)} events are not valid {kind.value} events, and a team-limited "
+                                 "token's events must be (an invalid one cannot be attributed to a team); nothing "
+                                 "was stored: " + "; ".join(invalid[:10]))
+    return names
+
+
 def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter(tags=["ingest"], responses={**UNAUTHORIZED, **FORBIDDEN})
     sink = HttpIngest(ctx.client, partition=ctx.settings.api_ingest_partition,
@@ -97,6 +119,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @api.post("/ingest/{kind}", openapi_extra=body_doc, responses={
         400: {"description": "a JSON body that is not an array of events"},
+        422: {"description": "a team-limited token's batch holding an invalid event (nothing is stored)"},
         413: {"description": "body or batch too large"},
         503: {"description": "the store is unavailable; retry the batch (delivery is at least once)"}})
     async def ingest(kind: Kind, request: Request, who: Annotated[Principal, Depends(ctx.needs("write"))]) -> IngestResult:
@@ -104,8 +127,10 @@ def router(ctx: ApiContext) -> APIRouter:
         events = split_batch(await request.body(), request.headers.get("content-type", ""))
         if len(events) > MAX_EVENTS:
             raise HTTPException(413, f"at most {MAX_EVENTS} events per request, got {len(events)}")
-        named = models_named(events)
-        if who.team is not None:
+        if who.team is None:
+            named = models_named(events)
+        else:
+            named = models_validated(KINDS[kind], events, ctx.settings.max_event_bytes)
             foreign = sorted(m for m in named if not ctx.may_see(who, m))
             if foreign:
                 raise HTTPException(403, f"token {who.name!r} is limited to team {who.team!r}; the batch names "

@@ -7,19 +7,22 @@ Results are read with FINAL (the result tables are ReplacingMergeTrees). No
 """
 
 import datetime as dt
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from detectors.config import ModelSpec
-from driftline.api.auth import Principal
+from driftline.api.auth import Authenticator, Principal, load_tokens
 from driftline.api.context import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, ApiContext
 from driftline.names import IDENTIFIER_PATTERN
 from driftline.privacy import PrivacyKeyMissing
 from driftline.timestamps import as_utc
 from driftline.unknown_models import unknown_model_counts
 from driftline.yamlfile import ConfigError
+
+log = logging.getLogger(__name__)
 
 MAX_SPAN = dt.timedelta(days=400)
 # Inside ClickHouse's DateTime64 range, with room for a rolling reference's offset before a window.
@@ -80,8 +83,24 @@ class UnknownModelEvents(BaseModel):
                                   examples=["2026-12-01T10:00:00+00:00"])
 
 
+class TokenChanges(BaseModel):
+    """Tokens by name, as tokens.yaml changed since the last load (a changed token: new secret, scope or team)."""
+
+    added: list[str] = Field(default_factory=list, examples=[["retention-ci"]])
+    removed: list[str] = Field(default_factory=list, examples=[["old-ci"]])
+    changed: list[str] = Field(default_factory=list, examples=[["grafana-reader"]])
+
+
 class ReloadResult(BaseModel):
     models: list[str] = Field(examples=[["churn", "eta"]])
+    tokens: TokenChanges | None = Field(None, description="what the reload changed in tokens.yaml (null when "
+                                                         "this API does not reload tokens)")
+
+
+def token_changes(old: Authenticator, new: Authenticator) -> TokenChanges:
+    before, after = old.fingerprints(), new.fingerprints()
+    return TokenChanges(added=sorted(set(after) - set(before)), removed=sorted(set(before) - set(after)),
+                        changed=sorted(n for n in set(before) & set(after) if before[n] != after[n]))
 
 
 def summary(m: ModelSpec) -> ModelSummary:
@@ -148,19 +167,27 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @api.post("/models/reload", responses={422: {"description": "the files are invalid; the running registry is kept"}})
     def reload(who: Annotated[Principal, Depends(ctx.needs("admin"))]) -> ReloadResult:
-        """Re-read models.yaml (and alerts.yaml, inside `up`) and switch to them only if both are valid."""
+        """Re-read models.yaml (and alerts.yaml, inside `up`) and tokens.yaml, and switch to them only if all
+        are valid. A token removed from (or changed in) tokens.yaml answers 401 from the moment this returns."""
         if ctx.reload is None:
             raise HTTPException(409, "this API was started without configuration files to reload")
+        changes = None
         try:
             with ctx.lock:
+                tokens = load_tokens(ctx.tokens_file) if ctx.tokens_file is not None else None
                 registry = ctx.reload()
                 if ctx.redactor is not None:  # before the switch: a policy without a key keeps the old config
                     ctx.redactor.replace(registry.privacy_policies())
                 ctx.gate.replace([m.name for m in registry.models], action=registry.unknown_models)
                 ctx.registry = registry
+                if tokens is not None:
+                    changes = token_changes(ctx.authenticator, tokens)
+                    ctx.authenticator = tokens
         except (ConfigError, PrivacyKeyMissing) as exc:
             raise HTTPException(422, f"configuration not reloaded, still running the previous one: {exc}") from None
-        return ReloadResult(models=[m.name for m in ctx.registry.models])
+        if changes is not None and (changes.added or changes.removed or changes.changed):
+            log.info("API tokens reloaded", extra=changes.model_dump())
+        return ReloadResult(models=[m.name for m in ctx.registry.models], tokens=changes)
 
     @api.get("/models/{model}", responses=NOT_FOUND)
     def model_detail(model: ModelName, who: Annotated[Principal, reader]) -> dict[str, Any]:

@@ -69,7 +69,8 @@ def start_api(settings: Settings, registry: Registry | None, *,
     if settings.kafka_bootstrap_servers:
         checks["kafka"] = kafka_check(settings.kafka_bootstrap_servers)
     app = create_app(registry or Registry(), authenticator, lambda: client, ready_checks=checks, settings=settings,
-                     reload=reload, redactor=redactor, gate=gate or ModelGate.from_registry(registry))
+                     reload=reload, redactor=redactor, gate=gate or ModelGate.from_registry(registry),
+                     tokens_file=settings.api_tokens_file if reload is not None else None)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None,
                             access_log=False, lifespan="off", server_header=False)
     server = uvicorn.Server(config)

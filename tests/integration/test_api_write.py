@@ -190,7 +190,7 @@ def test_reload_switches_only_to_a_valid_registry(api, base_settings, store, tmp
     c = f"wc-{tag()}"
     models_file.write_text(json.dumps({"models": [model_entry(a, "team-a"), model_entry(c, "team-c")]}))
     done = client.post("/models/reload", headers=auth("admin"))
-    assert done.status_code == 200 and done.json() == {"models": [a, c]}
+    assert done.status_code == 200 and done.json() == {"models": [a, c], "tokens": None}  # no tokens file given
     assert client.get(f"/models/{b}", headers=auth("reader")).status_code == 404
     models_file.write_text(json.dumps({"models": [{"name": a, "task": "nonsense"}]}))
     refused = client.post("/models/reload", headers=auth("admin"))
@@ -201,6 +201,37 @@ def test_reload_switches_only_to_a_valid_registry(api, base_settings, store, tmp
     assert fixed.post("/models/reload", headers=auth("admin")).status_code == 409
     with pytest.raises(ConfigError):
         load_registry(models_file)
+
+
+def test_a_reload_revokes_removed_tokens_at_once_and_says_what_changed(base_settings, tmp_path: Path) -> None:
+    """Issue 16, must-show 5 (tokens): a token removed from tokens.yaml answers 401 from the reload on."""
+    a = f"wa-{tag()}"
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(json.dumps({"models": [model_entry(a, "team-a")]}))
+    tokens_file = write_tokens(tmp_path / "tokens.yaml")
+    app = create_app(load_registry(models_file), load_tokens(tokens_file), lambda: connect(base_settings),
+                     reload=lambda: load_registry(models_file), tokens_file=tokens_file)
+    client = TestClient(app)
+    assert client.get("/models", headers=auth("reader")).status_code == 200
+
+    kept = [line for line in tokens_file.read_text().splitlines() if "name: reader" not in line]
+    kept = [line.replace("team: team-a", "team: team-b") for line in kept]  # the team token's team changes
+    newcomer = "new-token-0123456789"
+    kept.append(f"  - {{name: newcomer, sha256: {hashlib.sha256(newcomer.encode()).hexdigest()}, scopes: [read]}}")
+    tokens_file.write_text("\n".join(kept) + "\n")
+    done = client.post("/models/reload", headers=auth("admin"))
+    assert done.status_code == 200, done.text
+    assert done.json()["tokens"] == {"added": ["newcomer"], "removed": ["reader"], "changed": ["team"]}
+    gone = client.get("/models", headers=auth("reader"))
+    assert gone.status_code == 401 and gone.json()["detail"] == "unknown or revoked token"
+    assert client.get("/models", headers={"Authorization": f"Bearer {newcomer}"}).status_code == 200
+    assert client.get(f"/models/{a}", headers=auth("team")).status_code == 403  # now team-b's token
+
+    tokens_file.write_text("tokens: [{name: broken}]\n")
+    refused = client.post("/models/reload", headers=auth("admin"))
+    assert refused.status_code == 422 and "still running the previous one" in refused.json()["detail"]
+    assert client.get("/models", headers={"Authorization": f"Bearer {newcomer}"}).status_code == 200  # kept
+    assert client.get("/models", headers=auth("reader")).status_code == 401  # the refused file revives nothing
 
 
 # -- alerts, acknowledgement -----------------------------------------------------------------------------------------
@@ -369,3 +400,44 @@ def test_the_openapi_document_describes_every_operation_with_examples(api) -> No
     for name, schema in ours.items():
         props = schema.get("properties", {}).values()
         assert "examples" in schema or any("examples" in p for p in props), name
+
+
+def test_a_team_token_cannot_place_events_or_dead_letters_on_another_teams_model(api, store) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, must-show 3: every malformed or ambiguous way found of naming team B's model from team A's token.
+
+    The team check reads each event with the collector's own validator; an event it refuses is refused with
+    the batch, so nothing is stored: no row and no dead letter of B (as B's data-quality check counts them)."""
+    from detectors.quality import DEAD_LETTERS_SQL
+
+    client, a, b, _, _ = api
+    valid_a = json.dumps(prediction(a, 900))
+
+    def b_counts() -> tuple[int, int]:
+        rows = store.query("SELECT count() FROM predictions WHERE model = {m:String}", parameters={"m": b})
+        dead = store.query(DEAD_LETTERS_SQL, parameters={"m": b, "s": dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc),
+                                                         "e": dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)})
+        return int(rows.result_rows[0][0]), int(dead.result_rows[0][0])
+
+    before = b_counts()
+    body = json.dumps(prediction(a, 901))[1:]  # the event's fields without its opening brace
+    hostile = {
+        "truncated line naming b": f'{{"event_id": "t1", "model": "{b}", "ts": "2026-04-01T10:00:00Z", "features": {{',
+        "b first, a last": f'{{"model": "{b}", {body}',
+        "b escaped in the key": f'{{"mod\\u0065l": "{b}", {body}',
+        "b inside features, invalid event": json.dumps(
+            {"features": {"model": b}, **prediction(a, 902), "prediction": [1]}),
+        "b as a string with escapes": json.dumps(prediction(b, 903)).replace(b[1:], "\\u" + f"{ord(b[1]):04x}" + b[2:]),
+        "not an object at all": f'["model", "{b}"]',
+    }
+    for what, line in hostile.items():
+        answer = client.post("/ingest/predictions", content=(valid_a + "\n" + line + "\n").encode(),
+                             headers={**auth("team"), "Content-Type": "application/x-ndjson"})
+        assert answer.status_code in (403, 422), (what, answer.status_code, answer.text)
+        assert "nothing was stored" in answer.json()["detail"], (what, answer.text)
+        assert b_counts() == before, what
+    assert store.query("SELECT count() FROM predictions WHERE event_id = {e:String}",
+                       parameters={"e": f"{a}-900"}).result_rows[0][0] == 0  # refused whole: A's own event too
+    # The same valid event alone goes in: the refusal is about the hostile lines, not the token.
+    ok = client.post("/ingest/predictions", content=valid_a.encode(),
+                     headers={**auth("team"), "Content-Type": "application/x-ndjson"})
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
