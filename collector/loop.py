@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import OffsetOutOfRangeError
+from kafka.errors import KafkaConnectionError, OffsetOutOfRangeError
 
 from collector.batch import Batch, DeadLetter, Origin
 from collector.checkpoint import OffsetStore, Partition
@@ -166,6 +166,7 @@ class Collector:
         )
         self._consumer: KafkaConsumer | None = None
         self._fetch_times: FetchTimes | None = None
+        self._unreachable_logged = -1e9  # when "broker unreachable" was last logged (once per 10 s at most)
         self._last_progress = time.monotonic()
         self._shutdown_deadline: float | None = None  # one shutdown timeout bounds the whole stop
 
@@ -409,6 +410,19 @@ class Collector:
         except OffsetOutOfRangeError as exc:
             self._out_of_range(exc)
             return {}
+        except KafkaConnectionError as exc:
+            # kafka-python 3 can raise this out of poll() while the broker is away (its group coordinator's
+            # metadata refresh: CI seed 232311708, a collector thread died during a broker restart). The broker
+            # coming back is the normal case: wait a moment and poll again.
+            self._broker_unreachable(exc)
+            return {}
+
+    def _broker_unreachable(self, exc: KafkaConnectionError) -> None:
+        now = time.monotonic()
+        if now - self._unreachable_logged >= 10:
+            log.warning("the broker is unreachable; polling again", extra={"error": str(exc)})
+            self._unreachable_logged = now
+        self._stop.wait(0.2)
 
     def _skip_undecodable(self, bad: UndecodableBatch) -> None:
         """Dead-letter an undecodable batch into the open batch and seek its partition past it.

@@ -70,8 +70,8 @@ class PredictionLogger:
 
     `spool_events` bounds the unacknowledged events kept for resending (a send past it raises
     `DeliveryError` at once, rather than growing without bound while the broker is away);
-    `retry_backoff_s` is the pause between resends of failed events; `replace_after_s`: when an event's
-    sends have kept failing this long on the current Kafka producer, the producer is replaced by a new one
+    `retry_backoff_s` is the pause between resends of failed events; `replace_after_s`: when an event has
+    waited this long on the current Kafka producer (failing, or never answered), it is replaced by a new one
     (a producer that met several broker restarts can stay stuck on stale connections or metadata, every
     send to one partition expiring while others are acknowledged, where a new one is answered at once); `on_error(DeliveryError)`,
     if given, is called instead of raising when `flush()`/`close()` end with undelivered events.
@@ -103,7 +103,8 @@ class PredictionLogger:
         self._spool_events = spool_events
         self._retry_backoff_s = retry_backoff_s
         self._replace_after_s = replace_after_s
-        self._failed_at: dict[int, float] = {}  # seq -> its first failure on the current producer, until acked
+        # seq -> when it began waiting on the current producer (its first attempt or failure there), until acked
+        self._waiting_since: dict[int, float] = {}
         self.replaced = 0  # producers replaced (informational, and for tests)
         self._on_error = on_error
         self._lock = threading.Condition()
@@ -145,6 +146,8 @@ class PredictionLogger:
         try more sends on this producer now."""
         with self._lock:
             entry = self._unacked.get(seq)
+            if entry is not None:
+                self._waiting_since.setdefault(seq, time.monotonic())
         if entry is None:
             return True
         topic, key, payload = entry
@@ -160,7 +163,7 @@ class PredictionLogger:
 
     def _acked(self, seq: int) -> None:
         with self._lock:
-            self._failed_at.pop(seq, None)
+            self._waiting_since.pop(seq, None)
             self._unacked.pop(seq, None)
             self._lock.notify_all()
 
@@ -173,19 +176,25 @@ class PredictionLogger:
                             extra={"error": str(exc), "error_type": type(exc).__name__,
                                    "unacknowledged": len(self._unacked)})
             self._last_error = exc
-            self._failed_at.setdefault(seq, time.monotonic())
+            self._waiting_since.setdefault(seq, time.monotonic())
             self._failed.append(seq)
             self._lock.notify_all()
 
     def _retry_loop(self) -> None:
-        """Resend failed events after a pause, until each is acknowledged (or the logger is closed)."""
+        """Resend failed events after a pause, until each is acknowledged (or the logger is closed).
+
+        It also wakes once a second without failures: a producer can hold events with neither an
+        acknowledgement nor an error (waiting on a broker that refuses its producer id), and only the
+        age of those events tells that it is stuck."""
         while True:
             with self._lock:
-                while not self._failed and not self._closed:
-                    self._lock.wait()
+                if not self._failed and not self._closed:
+                    self._lock.wait(1.0)
                 if self._closed:
                     return
-            time.sleep(self._retry_backoff_s)
+                failed = bool(self._failed)
+            if failed:
+                time.sleep(self._retry_backoff_s)
             self._replace_broken_producer()
             with self._lock:
                 due, self._failed = list(self._failed), deque()
@@ -201,7 +210,8 @@ class PredictionLogger:
 
     def _replace_broken_producer(self) -> None:
         """A producer in a fatal state fails every send from then on, and one stuck after a broker restart
-        (an event's sends expiring for `replace_after_s`) may never recover: start a new one.
+        (an event unacknowledged on it for `replace_after_s`: failing, or never answered) may never
+        recover: start a new one.
 
         kafka-python's idempotent producer (its default) goes fatal when a restarted broker refuses its
         producer id (`InitProducerIdResponse` error against a new in-memory tansu): without this, every
@@ -213,12 +223,12 @@ class PredictionLogger:
         manager = getattr(self._producer, "_transaction_manager", None)
         fatal = manager is not None and manager.has_fatal_error()
         with self._lock:
-            oldest = min(self._failed_at.values(), default=None)
+            oldest = min(self._waiting_since.values(), default=None)
         stalled = oldest is not None and time.monotonic() - oldest > self._replace_after_s
         if not fatal and not stalled:
             return
         log.warning("the Kafka producer " + ("failed fatally" if fatal else
-                    f"kept failing an event's sends for {self._replace_after_s:.0f}s")
+                    f"left an event unacknowledged for {self._replace_after_s:.0f}s")
                     + "; starting a new one for the spooled events",
                     extra={"error": str(manager.last_error) if fatal else str(self._last_error),
                            "unacknowledged": self.unacknowledged})
@@ -228,7 +238,7 @@ class PredictionLogger:
             log.debug("could not start a new producer yet", extra={"error": type(exc).__name__})
             return
         with self._lock:
-            self._failed_at.clear()  # the new producer gets its own replace_after_s
+            self._waiting_since.clear()  # the new producer gets its own replace_after_s
         self.replaced += 1
         broken, self._producer = self._producer, fresh
         threading.Thread(target=_discard, args=(broken,), name="prediction-logger-close", daemon=True).start()
