@@ -141,9 +141,15 @@ def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_an
     try:
         for kind in STOPS:
             time.sleep(4)
-            stops.append((kind, time.time()))
             up.send_signal(getattr(signal, kind))
             assert up.wait(timeout=90) == (0 if kind == "SIGTERM" else -signal.SIGKILL), (tmp_path / "up.log").read_text()[-3000:]
+            # The stop's time is when its broker stopped answering: it acknowledges nothing after that, and
+            # (on a kill) kept acknowledging for some milliseconds after the signal while it died with `up`.
+            deadline = time.monotonic() + 20
+            while _listening("127.0.0.1", port):
+                assert time.monotonic() < deadline, "the local broker outlived `up`"
+                time.sleep(0.005)
+            stops.append((kind, time.time()))
             up = start_up(tmp_path, env)
         time.sleep(4)
         stop_file.touch()
@@ -167,7 +173,8 @@ def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_an
     status = json.loads(run_driftline(["db", "status"], clean_env(clickhouse_url=f"chdb:{store}")).stdout)
     counted = sum(int(p["events_lost"]) for p in status["events_lost"] if p["topic"] == "predictions")
     by_sender = status["sender_sequences"]
-    # A missing event was lost by the broker that acknowledged it: at the first stop after its acknowledgement.
+    # A missing event was lost by the broker that acknowledged it: at the first stop (the moment its broker
+    # stopped answering) after its acknowledgement.
     # (Not the stop after it was logged: events logged while `up` was down are acknowledged by the next broker.)
     per_stop = {f"{i + 1}:{kind}": 0 for i, (kind, _) in enumerate(stops)}
     for _, _, acked in missing:
