@@ -155,8 +155,6 @@ class UnusableMatcher(Matcher):
     """A stored matcher this version cannot run (a regex RE2 refuses): it matches nothing, so its silence
     mutes nothing; an alert that should have been muted notifies, rather than one that should not be, stays quiet."""
 
-    problem: str = ""
-
     def __post_init__(self) -> None:
         pass
 
@@ -180,7 +178,7 @@ def _matcher(stored: object, silence_id: str) -> Matcher:
             _reported_unusable.add(silence_id)
             log.error("a stored silence has a matcher this version cannot run; the silence mutes nothing until "
                       "it is expired and created again", extra={"silence": silence_id, "error": str(exc)})
-        return UnusableMatcher(name, op, value, problem=str(exc))
+        return UnusableMatcher(name, op, value)
 
 
 def list_silences(client: Client) -> list[Silence]:
