@@ -257,11 +257,13 @@ class Collector:
         began = time.monotonic()
         while self._flush_timeout() > 0 and not self.fenced:
             records = self._poll(timeout_ms=100)
+            if self._at_log_end(fetched_since=began):  # the poll moved the positions; its records wait below
+                self._drained()  # the broker stops first: each millisecond before that, it may acknowledge more
+                self._add(records)
+                self._note_log_ends()
+                return self._flush_and_drain(self._flush_timeout())
             self._add(records)
             self._note_log_ends()
-            if self._at_log_end(fetched_since=began):
-                self._drained()
-                return self._flush_and_drain(self._flush_timeout())
             if self._batch.size >= self.settings.batch_max_events or self._batch.age() >= self.settings.batch_max_seconds:
                 self._submit()
         log.error("stopping before the broker was read to its end (shutdown timeout or fenced)",
@@ -271,11 +273,11 @@ class Collector:
         return False
 
     def _drained(self) -> None:
-        if self._watermarks is not None:
-            self._watermarks.save()
-        if self._on_drained is not None:
+        if self._on_drained is not None:  # first: the broker's stop (see _read_to_log_end)
             self._on_drained()
             self._on_drained = None
+        if self._watermarks is not None:
+            self._watermarks.save()
 
     def _at_log_end(self, fetched_since: float) -> bool:
         """Every assigned partition read up to a log end that a fetch sent after `fetched_since` reported."""
