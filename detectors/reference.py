@@ -26,22 +26,19 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from detectors.config import ModelSpec, Task, versioned_reference
+from detectors.reference_file import ReferenceError, ReferenceFile
 from detectors.summaries import ColumnType
+from driftline.contracts import MAX_STRING_VALUE
 from driftline.names import validate_identifier
 from driftline.progress import Progress
 from driftline.values import ValueTypeError, class_name, number_text, stored
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 50_000
 INGEST_COLUMNS = [
     "model", "reference", "row", "numbers", "categories", "prediction_number", "prediction_category", "proba",
     "label_number", "label_category",
 ]
-
-
-class ReferenceError(ValueError):
-    """The file cannot become a reference; the message names the column (and row)."""
 
 
 @dataclass
@@ -95,25 +92,12 @@ class Classes:
 _MAX_CLASSES_KEPT = 50
 
 
-def _chunks(path: Path) -> Iterator[pd.DataFrame]:
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-            yield batch.to_pandas()
-    elif suffix in (".csv", ".gz", ".tsv"):
-        sep = "\t" if suffix == ".tsv" else ","
-        yield from pd.read_csv(path, chunksize=CHUNK_ROWS, dtype=str, keep_default_na=False, sep=sep)
-    else:
-        raise ReferenceError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv or .parquet)")
-
-
 def _number(value: Any, column: str, row: int, declared: str = "numeric") -> float | None:
     """A value of a numeric column: any float spelling (`nan` and empty cells are missing), booleans as 1/0."""
     if isinstance(value, str):
         if value.strip() == "":
             return None
+        _bounded(value, column, row)
         form = stored(value)
         if isinstance(form, str):
             try:
@@ -137,10 +121,18 @@ def _number(value: Any, column: str, row: int, declared: str = "numeric") -> flo
     return form
 
 
+def _bounded(value: str, column: str, row: int) -> None:
+    if len(value) > MAX_STRING_VALUE:
+        raise ReferenceError(f"column {column!r}, row {row}: a value of {len(value):,} characters; values may have "
+                             f"at most {MAX_STRING_VALUE:,} (as in events)")
+
+
 def _category(value: Any, column: str, row: int) -> float | str | None:
     """A categorical value or class in its stored form: "1.0", 1, 1.0 and True are one category."""
-    if isinstance(value, str) and value == "":
-        return None
+    if isinstance(value, str):
+        if value == "":
+            return None
+        _bounded(value, column, row)
     try:
         return stored(value)
     except ValueError:
@@ -269,18 +261,16 @@ def _check_classes(model: ModelSpec, layout: Layout, classes: Classes, path: Pat
 def _batches(model: ModelSpec, reference: str, path: Path, layout_options: dict[str, Any],
              classes: Classes, negative: str | None, found: list[Layout]) -> Iterator[list[list[Any]]]:
     """The file's rows, typed and validated, one chunk at a time."""
+    sample = ReferenceFile(path)
+    columns = sample.columns
+    missing = [name for name in model.features if name not in set(columns)]
+    if missing:
+        raise ReferenceError(f"{path}: model {model.name!r} needs feature column(s) {', '.join(missing)}; "
+                             f"the file has {', '.join(sorted(columns))}")
+    layout = _layout(model, columns, path=path, **layout_options)
+    found.append(layout)
     row = 0
-    layout: Layout | None = None
-    for i, frame in enumerate(_chunks(path)):
-        if i == 0:
-            columns = [str(c) for c in frame.columns]
-            missing = [name for name in model.features if name not in set(columns)]
-            if missing:
-                raise ReferenceError(f"{path}: model {model.name!r} needs feature column(s) {', '.join(missing)}; "
-                                     f"the file has {', '.join(sorted(columns))}")
-            layout = _layout(model, columns, path=path, **layout_options)
-            found.append(layout)
-        assert layout is not None
+    for frame in sample.chunks([c for c in columns if c not in set(layout.ignored)]):
         yield _rows(model, reference, frame, row, layout, classes, negative)
         row += len(frame)
 

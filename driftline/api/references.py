@@ -17,7 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from pyarrow import ArrowException
 
-from detectors.reference import ReferenceError, upload
+from detectors.reference import upload
+from detectors.reference_file import MAX_COLUMNS, MAX_DECODED_BYTES, MAX_ROWS, ReferenceError, ReferenceTooLarge
 from driftline.api.auth import Principal
 from driftline.api.context import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, ApiContext
 from driftline.api.models import ModelName, json_row
@@ -58,7 +59,8 @@ def router(ctx: ApiContext) -> APIRouter:
     }}}
 
     @api.post("/models/{model}/references/{name}", openapi_extra=body_doc, status_code=201, responses={
-        413: {"description": "larger than DRIFTLINE_API_MAX_UPLOAD_BYTES"}, 415: {"description": "unknown format"},
+        413: {"description": f"larger than DRIFTLINE_API_MAX_UPLOAD_BYTES, or more than {MAX_ROWS:,} rows, "
+                            f"{MAX_COLUMNS:,} columns or (Parquet) {MAX_DECODED_BYTES:,} bytes decompressed"}, 415: {"description": "unknown format"},
         422: {"description": "a row or column is invalid; nothing was replaced"}})
     async def upload_reference(
         model: ModelName, name: ReferenceName, request: Request,
@@ -86,6 +88,8 @@ def router(ctx: ApiContext) -> APIRouter:
                     upload, ctx.client, spec, name, path, prediction_column=prediction_column,
                     label_column=label_column, score_column=score_column, show_progress=False,
                     model_version=model_version)
+            except ReferenceTooLarge as exc:
+                raise HTTPException(413, str(exc).replace(str(path), "the upload")) from None
             except (ReferenceError, InvalidName) as exc:
                 raise HTTPException(422, str(exc).replace(str(path), "the upload")) from None
             except (ValueError, OSError, ArrowException) as exc:  # pandas / pyarrow: a file that is not what it says
