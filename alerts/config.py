@@ -242,6 +242,19 @@ class AlertConfig(Strict):
     def rules_of(self, model: str) -> list[Rule]:
         return [r for r in self.rules if r.model == model]
 
+    def changes_from(self, old: AlertConfig | None) -> dict[str, list[str]]:
+        """Channels and rules by name, added, removed or changed since `old` (a reload's answer says this)."""
+        out: dict[str, list[str]] = {}
+        for kind, before, after in (
+                ("channels", {} if old is None else {n: c.model_dump() for n, c in old.channels.items()},
+                 {n: c.model_dump() for n, c in self.channels.items()}),
+                ("rules", {} if old is None else {r.name: r.model_dump() for r in old.rules},
+                 {r.name: r.model_dump() for r in self.rules})):
+            out[f"{kind}_added"] = sorted(set(after) - set(before))
+            out[f"{kind}_removed"] = sorted(set(before) - set(after))
+            out[f"{kind}_changed"] = sorted(n for n in set(before) & set(after) if before[n] != after[n])
+        return out
+
 
 def check_against_registry(config: AlertConfig, registry: Registry, doc: LocatedYaml | None = None) -> None:
     """Rules must name models of the registry, and features and metrics those models have."""

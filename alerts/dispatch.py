@@ -7,6 +7,9 @@ once. Anything a channel raises becomes a recorded, retryable failure; the
 dispatcher itself does not stop on one bad delivery. Deliveries of a channel
 that was removed from `alerts.yaml` are held (logged at start), not dropped:
 put the channel back, or look at them with `driftline deliveries list`.
+`config` is read at every pass, so a reload that assigns a new one (a changed
+webhook URL, a new channel, alerts.yaml added after the start) applies from
+the next attempt on; with no configuration (None) nothing is attempted.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from alerts import outbox
 from alerts.channels import MissingSecret, email_notifier, webhook_notifier
-from alerts.config import AlertConfig, EmailChannel
+from alerts.config import AlertConfig, Channel, EmailChannel
 from alerts.notify.outcome import Outcome, backoff_seconds
 from driftline import metrics
 
@@ -33,7 +36,7 @@ UTC = dt.timezone.utc
 
 
 class Dispatcher:
-    def __init__(self, client: Client, config: AlertConfig, *, clock: Callable[[], dt.datetime] | None = None,
+    def __init__(self, client: Client, config: AlertConfig | None, *, clock: Callable[[], dt.datetime] | None = None,
                  rng: random.Random | None = None, tls_context: object | None = None) -> None:
         self.client = client
         self.config = config
@@ -42,8 +45,11 @@ class Dispatcher:
         self.tls_context = tls_context
         self.wake = threading.Event()
 
-    def attempt(self, d: outbox.Delivery) -> Outcome:
-        channel = self.config.channels.get(d.channel)
+    @property
+    def channels(self) -> dict[str, Channel]:
+        return {} if self.config is None else dict(self.config.channels)
+
+    def attempt(self, d: outbox.Delivery, channel: Channel | None) -> Outcome:
         if channel is None:
             return Outcome(False, False, f"channel {d.channel!r} is no longer configured")
         try:
@@ -61,13 +67,14 @@ class Dispatcher:
     def deliver_due(self, limit: int = 100) -> list[outbox.Delivery]:
         """Attempt every due delivery once; returns them with their new status."""
         done = []
-        for d in outbox.due(self.client, self.clock(), list(self.config.channels), limit):
+        channels = self.channels  # one configuration for the whole pass, even if a reload swaps it meanwhile
+        for d in outbox.due(self.client, self.clock(), list(channels), limit):
             started = time.monotonic()
-            result = self.attempt(d)
+            result = self.attempt(d, channels.get(d.channel))
             elapsed_ms = (time.monotonic() - started) * 1000
             now = self.clock()
             d.attempts += 1
-            channel = self.config.channels.get(d.channel)
+            channel = channels.get(d.channel)
             max_attempts = channel.max_attempts if channel is not None else 1
             if result.delivered:
                 d.status, d.last_error, outcome = "delivered", "", "delivered"
@@ -91,7 +98,7 @@ class Dispatcher:
     def run(self, stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
         """Deliver until `stop` is set; `wake` cuts a wait short when something was queued."""
         try:
-            for channel, count in outbox.held(self.client, list(self.config.channels)).items():
+            for channel, count in outbox.held(self.client, list(self.channels)).items():
                 log.warning("deliveries held: their channel is not configured", extra={"channel": channel,
                                                                                         "deliveries": count})
         except Exception:  # noqa: BLE001
@@ -99,7 +106,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self.deliver_due()
-                upcoming = outbox.next_due_at(self.client, list(self.config.channels))
+                upcoming = outbox.next_due_at(self.client, list(self.channels))
             except Exception:
                 log.exception("dispatcher pass failed; retrying")
                 upcoming = None

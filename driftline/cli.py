@@ -215,7 +215,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                               drain_on_stop=local, on_drained=broker.stop if broker is not None else None)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
-        api = start_api(settings, registry, reload=reloader(settings, scheduler), redactor=redactor, gate=gate)
+        api = start_api(settings, registry, reload=reloader(settings, scheduler, dispatcher), redactor=redactor,
+                        gate=gate)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
@@ -234,11 +235,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def start_dispatcher(settings: Settings, alert_config, stop: threading.Event):  # type: ignore[no-untyped-def]
-    """The notification dispatcher on its own thread and store client, or None without alerts.yaml."""
+    """The notification dispatcher on its own thread and store client.
+
+    It runs without alerts.yaml too (attempting nothing), so a reload that adds the file turns alerts on.
+    """
     from alerts.dispatch import Dispatcher
 
-    if alert_config is None:
-        return None
     dispatcher = Dispatcher(connect(settings), alert_config)
     thread = threading.Thread(target=dispatcher.run, args=(stop,), kwargs={"poll_seconds": settings.outbox_poll_seconds},
                               name="dispatcher", daemon=True)
@@ -263,6 +265,8 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     link_secret = settings.link_secret()  # read once; a bad secret file fails the start
 
     def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
+        if scheduler.alert_config is None:  # no alerts.yaml (yet: a reload that adds it turns this on)
+            return
         result = Evaluator(client, scheduler.registry, scheduler.alert_config, grafana_url=settings.grafana_url,
                            public_url=settings.public_url, catchup_windows=settings.detector_catchup_windows,
                            grace=dt.timedelta(seconds=settings.detector_grace_seconds), link_secret=link_secret,
@@ -273,7 +277,7 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     scheduler = DetectorScheduler(
         registry, lambda: connect(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
         catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,
-        after_tick=evaluate_alerts if alert_config is not None else None,
+        after_tick=evaluate_alerts,
         shard=Shard.parse(settings.detector_shard),
         claim_settle=dt.timedelta(seconds=settings.detector_claim_settle_seconds),
         claim_lease=dt.timedelta(seconds=settings.detector_claim_lease_seconds),
@@ -283,25 +287,34 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     return scheduler
 
 
-def reloader(settings: Settings, scheduler):  # type: ignore[no-untyped-def]
-    """What `POST /models/reload` runs inside `up`: validate both files, then switch the scheduler and evaluator.
+def reloader(settings: Settings, scheduler, dispatcher=None):  # type: ignore[no-untyped-def]
+    """What `POST /models/reload` runs: validate every file, then switch the scheduler, evaluator and dispatcher.
 
-    Alerts switched off at start (no alerts.yaml) stay off until a restart; a reload that removes alerts.yaml
-    keeps the rules in force.
+    alerts.yaml added after the start turns alerts on; a changed channel (a webhook URL) is used from the next
+    delivery attempt, replays included. A reload that finds no alerts.yaml keeps the rules in force.
     """
+    from driftline.api.context import Reloaded
     from driftline.cli_alerts import load_alert_config
 
     def reload():  # type: ignore[no-untyped-def]
         registry = _registry(settings)
         privacy_redactor(settings, registry)  # a new policy without a key: refuse before switching anything
         alert_config = load_alert_config(settings, registry=registry)[0] if settings.alerts_file.exists() else None
-        if scheduler is not None:
-            if alert_config is not None and scheduler.alert_config is not None:
+        changes = None
+        if alert_config is not None and (scheduler is not None or dispatcher is not None):
+            before = scheduler.alert_config if scheduler is not None else dispatcher[0].config
+            changes = alert_config.changes_from(before)
+            if scheduler is not None:
                 scheduler.alert_config = alert_config
+            if dispatcher is not None:
+                dispatcher[0].config = alert_config
+                dispatcher[0].wake.set()
+        if scheduler is not None:
             scheduler.reschedule(registry)
         record_registry(connect(settings), registry)
-        log.info("configuration reloaded", extra={"models": [m.name for m in registry.models]})
-        return registry
+        log.info("configuration reloaded", extra={"models": [m.name for m in registry.models],
+                                                  **({"alerts": changes} if changes else {})})
+        return Reloaded(registry, changes)
 
     return reload
 

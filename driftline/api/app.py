@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from detectors.config import Registry
 from driftline.api import alerting, ingest, metrics, models, references, report
 from driftline.api.auth import Authenticator
-from driftline.api.context import ApiContext
+from driftline.api.context import ApiContext, Reloaded
 from driftline.config import Settings
 from driftline.privacy import Redactor
 from driftline.unknown_models import ModelGate
@@ -31,7 +31,7 @@ limits are configured in `DRIFTLINE_API_TOKENS_FILE`. Times are ISO 8601 (UTC wh
 
 def create_app(registry: Registry, authenticator: Authenticator, client_factory: Callable[[], Client], *,
                ready_checks: dict[str, Callable[[], None]] | None = None, settings: Settings | None = None,
-               reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None,
+               reload: Callable[[], Reloaded] | None = None, redactor: Redactor | None = None,
                gate: ModelGate | None = None, tokens_file: Path | None = None) -> FastAPI:
     """The API; `ready_checks` name the dependencies `/readyz` probes, `reload` re-reads the config files
     (and `tokens_file`, when given, so that tokens removed or changed there stop working at the reload).

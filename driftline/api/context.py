@@ -28,6 +28,15 @@ MALFORMED = {400: {"description": "the body is not valid JSON (or not UTF-8)"}}
 NOT_FOUND = {404: {"description": "no such model (or alert, silence, delivery)"}}
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload switched to: the registry, and (inside `up`, when alerts.yaml exists) the alert channels
+    and rules added, removed or changed, by name."""
+
+    registry: Registry
+    alerts: dict[str, list[str]] | None = None
+
+
 @dataclass
 class ApiContext:
     """The state behind the API. `registry` is replaced whole by a reload, never mutated in place."""
@@ -36,7 +45,7 @@ class ApiContext:
     authenticator: Authenticator
     client: Client
     settings: Settings = field(default_factory=Settings)
-    reload: Callable[[], Registry] | None = None  # re-reads the config files; raises ConfigError
+    reload: Callable[[], Reloaded] | None = None  # re-reads the config files; raises ConfigError
     tokens_file: Path | None = None  # re-read by a reload too, so a removed token stops working at once
     lock: threading.Lock = field(default_factory=threading.Lock)
     redactor: Redactor | None = None  # the privacy policies HTTP ingest applies (shared with `up`'s collector)

@@ -91,10 +91,25 @@ class TokenChanges(BaseModel):
     changed: list[str] = Field(default_factory=list, examples=[["grafana-reader"]])
 
 
+class AlertChanges(BaseModel):
+    """Channels and rules by name, as alerts.yaml changed since the last load (changed: any field, such as a
+    webhook URL; a secret read from a file or the environment is read at each delivery and needs no reload)."""
+
+    channels_added: list[str] = Field(default_factory=list, examples=[["pagerduty-bridge"]])
+    channels_removed: list[str] = Field(default_factory=list, examples=[[]])
+    channels_changed: list[str] = Field(default_factory=list, examples=[["retrain-pipeline"]])
+    rules_added: list[str] = Field(default_factory=list, examples=[[]])
+    rules_removed: list[str] = Field(default_factory=list, examples=[[]])
+    rules_changed: list[str] = Field(default_factory=list, examples=[["feature-drift"]])
+
+
 class ReloadResult(BaseModel):
     models: list[str] = Field(examples=[["churn", "eta"]])
     tokens: TokenChanges | None = Field(None, description="what the reload changed in tokens.yaml (null when "
                                                          "this API does not reload tokens)")
+    alerts: AlertChanges | None = Field(None, description="what the reload changed in alerts.yaml (null outside "
+                                                         "`up`, or when there is no alerts.yaml: the rules in force "
+                                                         "stay)")
 
 
 def token_changes(old: Authenticator, new: Authenticator) -> TokenChanges:
@@ -175,7 +190,8 @@ def router(ctx: ApiContext) -> APIRouter:
         try:
             with ctx.lock:
                 tokens = load_tokens(ctx.tokens_file) if ctx.tokens_file is not None else None
-                registry = ctx.reload()
+                reloaded = ctx.reload()
+                registry = reloaded.registry
                 if ctx.redactor is not None:  # before the switch: a policy without a key keeps the old config
                     ctx.redactor.replace(registry.privacy_policies())
                 ctx.gate.replace([m.name for m in registry.models], action=registry.unknown_models)
@@ -187,7 +203,8 @@ def router(ctx: ApiContext) -> APIRouter:
             raise HTTPException(422, f"configuration not reloaded, still running the previous one: {exc}") from None
         if changes is not None and (changes.added or changes.removed or changes.changed):
             log.info("API tokens reloaded", extra=changes.model_dump())
-        return ReloadResult(models=[m.name for m in ctx.registry.models], tokens=changes)
+        return ReloadResult(models=[m.name for m in ctx.registry.models], tokens=changes,
+                            alerts=None if reloaded.alerts is None else AlertChanges(**reloaded.alerts))
 
     @api.get("/models/{model}", responses=NOT_FOUND)
     def model_detail(model: ModelName, who: Annotated[Principal, reader]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import uvicorn
 from detectors.config import Registry
 from driftline.api.app import create_app
 from driftline.api.auth import load_tokens
+from driftline.api.context import Reloaded
 from driftline.config import Settings
 from driftline.privacy import Redactor
 from driftline.unknown_models import ModelGate
@@ -54,7 +55,7 @@ def kafka_check(bootstrap: str) -> Callable[[], None]:
 
 
 def start_api(settings: Settings, registry: Registry | None, *,
-              reload: Callable[[], Registry] | None = None, redactor: Redactor | None = None,
+              reload: Callable[[], Reloaded] | None = None, redactor: Redactor | None = None,
               gate: ModelGate | None = None) -> RunningApi:
     """Serve the API on a thread; `reload` re-reads the config files for `POST /models/reload`.
 

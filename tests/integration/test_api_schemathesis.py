@@ -25,6 +25,7 @@ from hypothesis.errors import Unsatisfiable
 
 from detectors.config import load_registry
 from driftline.api.app import create_app
+from driftline.api.context import Reloaded
 from driftline.api.auth import load_tokens
 from driftline.config import Settings
 from driftline.store import connect
@@ -57,7 +58,7 @@ def build_api_schema(base_settings, store, tmp_path: Path):  # type: ignore[no-u
         f"tokens:\n  - {{name: fuzz, sha256: {hashlib.sha256(ADMIN.encode()).hexdigest()}, scopes: [admin]}}\n")
     app = create_app(load_registry(models_file), load_tokens(tmp_path / "tokens.yaml"), lambda: connect(base_settings),
                      settings=Settings(**{**base_settings.model_dump(), "api_ingest_partition": 60001}),
-                     reload=lambda: load_registry(models_file))
+                     reload=lambda: Reloaded(load_registry(models_file)))
     return schemathesis.openapi.from_asgi("/openapi.json", app), TestClient(app)
 
 

@@ -17,6 +17,7 @@ from alerts.store import load_states
 from collector.http_source import SOURCE_TOPICS
 from detectors.config import load_registry, registry_from_yaml
 from driftline.api.app import create_app
+from driftline.api.context import Reloaded
 from driftline.api.auth import load_tokens
 from driftline.config import Settings
 from driftline.contracts import EventKind
@@ -57,7 +58,7 @@ def api(base_settings, store, tmp_path: Path):  # type: ignore[no-untyped-def]
     settings = Settings(**{**base_settings.model_dump(), "api_max_body_bytes": 4096, "api_max_upload_bytes": 200_000,
                            "api_ingest_partition": int(tag(), 16) % 60000})
     app = create_app(load_registry(models_file), load_tokens(write_tokens(tmp_path / "tokens.yaml")),
-                     lambda: connect(base_settings), settings=settings, reload=lambda: load_registry(models_file))
+                     lambda: connect(base_settings), settings=settings, reload=lambda: Reloaded(load_registry(models_file)))
     return TestClient(app), a, b, models_file, settings
 
 
@@ -190,7 +191,7 @@ def test_reload_switches_only_to_a_valid_registry(api, base_settings, store, tmp
     c = f"wc-{tag()}"
     models_file.write_text(json.dumps({"models": [model_entry(a, "team-a"), model_entry(c, "team-c")]}))
     done = client.post("/models/reload", headers=auth("admin"))
-    assert done.status_code == 200 and done.json() == {"models": [a, c], "tokens": None}  # no tokens file given
+    assert done.status_code == 200 and done.json() == {"models": [a, c], "tokens": None, "alerts": None}  # no tokens file, no `up`
     assert client.get(f"/models/{b}", headers=auth("reader")).status_code == 404
     models_file.write_text(json.dumps({"models": [{"name": a, "task": "nonsense"}]}))
     refused = client.post("/models/reload", headers=auth("admin"))
@@ -210,7 +211,7 @@ def test_a_reload_revokes_removed_tokens_at_once_and_says_what_changed(base_sett
     models_file.write_text(json.dumps({"models": [model_entry(a, "team-a")]}))
     tokens_file = write_tokens(tmp_path / "tokens.yaml")
     app = create_app(load_registry(models_file), load_tokens(tokens_file), lambda: connect(base_settings),
-                     reload=lambda: load_registry(models_file), tokens_file=tokens_file)
+                     reload=lambda: Reloaded(load_registry(models_file)), tokens_file=tokens_file)
     client = TestClient(app)
     assert client.get("/models", headers=auth("reader")).status_code == 200
 

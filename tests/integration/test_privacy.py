@@ -197,6 +197,7 @@ def test_a_reload_applies_a_new_policy_to_http_ingest_and_refuses_one_without_a_
     from detectors.config import load_registry
     from driftline.api.app import create_app
     from driftline.api.auth import load_tokens
+    from driftline.api.context import Reloaded
     from driftline.store import connect
 
     v = Values()
@@ -212,7 +213,7 @@ def test_a_reload_applies_a_new_policy_to_http_ingest_and_refuses_one_without_a_
     def app(**settings: object) -> TestClient:
         s = base_settings.model_copy(update={"api_ingest_partition": partition, **settings})
         return TestClient(create_app(load_registry(models_file), load_tokens(tmp_path / "tokens.yaml"),
-                                     lambda: connect(base_settings), settings=s, reload=lambda: load_registry(models_file)))
+                                     lambda: connect(base_settings), settings=s, reload=lambda: Reloaded(load_registry(models_file))))
 
     keyless, keyed = app(), app(privacy_key=SecretStr(KEY))
     models_file.write_text(json.dumps({"models": [{**entry, "privacy": {"drop": ["email"]}}]}))

@@ -28,6 +28,7 @@ from dashboards.macros import expand
 from detectors.config import load_registry
 from driftline import metrics
 from driftline.api.app import create_app
+from driftline.api.context import Reloaded
 from driftline.api.auth import load_tokens
 from driftline.cli import main
 from driftline.unknown_models import ModelGate, record_registry, unknown_model_counts
@@ -126,7 +127,7 @@ def dead_letter_api(base_settings, tmp_path: Path):  # type: ignore[no-untyped-d
                                        "models": [model_entry(good, "team-a"), model_entry(f"eta_{tag}", "team-b")]}))
     registry = load_registry(models_file)
     app = create_app(registry, load_tokens(write_tokens(tmp_path / "tokens.yaml")), lambda: client, settings=settings,
-                     reload=lambda: load_registry(models_file))
+                     reload=lambda: Reloaded(load_registry(models_file)))
     return TestClient(app), client, good, models_file
 
 
