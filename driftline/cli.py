@@ -631,8 +631,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def unencodable_argument(args: argparse.Namespace) -> str | None:
+    """Why a text argument cannot be used, naming it; None when all can.
+
+    Python hands undecodable argv bytes over as lone surrogates, which would
+    fail later, deep in a store or an HTTP call, as a traceback. File paths
+    (Path values) are left alone: any bytes make a valid POSIX path.
+    """
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str):
+                continue
+            shown = name.replace("_", "-")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"argument {shown} is not valid UTF-8 text: {text.encode('utf-8', 'backslashreplace').decode()!r}"
+            if "\x00" in text:
+                return f"argument {shown} holds a NUL character"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (bad := unencodable_argument(args)) is not None:
+        print(f"driftline: {bad}", file=sys.stderr)
+        return 2
     try:
         settings = _settings(args)
     except ValidationError as exc:

@@ -127,6 +127,8 @@ class EventValidator:
             raise ContractError("contract", _named(str(exc), raw)) from None
         except msgspec.DecodeError as exc:
             raise ContractError("invalid_json", str(exc)) from None
+        except RecursionError:
+            raise ContractError("invalid_json", "JSON nested too deeply to decode (no event needs it)") from None
         if b"\\" in raw or raw.translate(None, b" \t\r\n").count(b'":') != self._keys(event):
             _reject_repeated_fields(raw)
         self._check(event, len(raw))
@@ -251,7 +253,10 @@ def _reject_repeated_fields(raw: bytes) -> None:
         top.append(pairs)  # objects close inside out: the last one is the event itself
         return dict(pairs)
 
-    json.loads(raw, object_pairs_hook=keep)
+    try:
+        json.loads(raw, object_pairs_hook=keep)
+    except RecursionError:
+        raise ContractError("invalid_json", "JSON nested too deeply to decode (no event needs it)") from None
     keys = [k for k, _ in top[-1]]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
@@ -276,7 +281,7 @@ def _named(message: str, raw: bytes) -> str:
     field = found.group(1)
     try:
         values = json.loads(raw).get(field)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return readable
     got = re.search(r"got `([^`]*)`", readable)
     kinds = {"array": list, "object": dict, "null": type(None), "boolean": bool, "string": str, "number": (int, float)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 15m, 1h or 7d, got {value!r}")
     if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
+        return _seconds(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like 15m, 1h or 7d, got {type(value).__name__}")
     text = value.strip().lower().replace(" ", "")
@@ -24,8 +25,20 @@ def parse_duration(value: object) -> timedelta:
     for match in _PART.finditer(text):
         if match.start() != pos:
             break
+        if len(match.group(1)) > 15:
+            raise ValueError(f"duration {value!r} is longer than any this service can hold")
         total += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"expected a duration like 15m, 1h or 7d, got {value!r}")
-    return timedelta(seconds=total)
+    return _seconds(total, value)
+
+
+def _seconds(total: float, value: object) -> timedelta:
+    """A timedelta, or a ValueError (so a 422, not a 500) for what none can hold: inf, NaN, beyond ~2.7 million years."""
+    if not math.isfinite(total):
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is longer than any this service can hold") from None

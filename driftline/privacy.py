@@ -181,7 +181,7 @@ class Redactor:
             return raw, ""
         try:
             doc = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             doc = None
         if isinstance(doc, dict):
             model = doc.get("model")

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts import outbox
 from alerts.acks import AckError, acknowledge, acknowledged, episode
@@ -31,6 +31,8 @@ DeliveryId = Annotated[str, Path(pattern="^[0-9a-f-]{36}$", description="the del
 
 
 class Ack(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently dropped
+
     comment: str = Field("", max_length=2000, examples=["looking into the feature pipeline"])
 
 
@@ -43,6 +45,8 @@ class AckAnswer(BaseModel):
 
 class SilenceRequest(BaseModel):
     """Matchers as `name=value`, `name!=value`, `name=~regex` or `name!~regex`; `duration` or `ends_at`."""
+
+    model_config = ConfigDict(extra="forbid")  # the author is the token's name, never a field
 
     matchers: list[str] = Field(min_length=1, max_length=20, examples=[["model=churn", "rule=feature-drift"]])
     comment: str = Field(min_length=1, max_length=2000, examples=["retraining in progress"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,7 @@ from detectors.config import Registry
 from driftline.api import alerting, ingest, metrics, models, references, report
 from driftline.api.auth import Authenticator
 from driftline.api.context import ApiContext, Reloaded
+from driftline.api.encoding import RefuseUnencodableUrls, validation_error
 from driftline.config import Settings
 from driftline.privacy import Redactor
 from driftline.unknown_models import ModelGate
@@ -49,6 +51,8 @@ def create_app(registry: Registry, authenticator: Authenticator, client_factory:
     app.state.ctx = ctx
     checks = ready_checks or {"clickhouse": lambda: ctx.client.query("SELECT 1")}
     app.add_middleware(BodyLimit, small=ctx.settings.api_max_body_bytes, bulk=ctx.settings.api_max_upload_bytes)
+    app.add_middleware(RefuseUnencodableUrls)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_middleware(metrics.RequestMetrics, router=app.router)  # outermost: sees the 413s too
 
     @app.get("/healthz", tags=["health"])

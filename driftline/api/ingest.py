@@ -71,8 +71,9 @@ def split_batch(body: bytes, content_type: str) -> list[bytes]:
         return [line for line in body.split(b"\n") if line.strip()]
     try:
         return [bytes(raw) for raw in msgspec.json.decode(body, type=list[msgspec.Raw])]
-    except msgspec.DecodeError as exc:
-        raise HTTPException(400, f"the body is not a JSON array of events ({exc}); send one event per line as "
+    except (msgspec.DecodeError, RecursionError) as exc:
+        reason = "nested too deeply to decode" if isinstance(exc, RecursionError) else str(exc)
+        raise HTTPException(400, f"the body is not a JSON array of events ({reason}); send one event per line as "
                                  "application/x-ndjson to have each bad event dead-lettered instead") from None
 
 
@@ -83,7 +84,7 @@ def models_named(events: list[bytes]) -> set[str]:
     for raw in events:
         try:
             names.add(decoder.decode(raw).model)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             continue
     names.discard("")
     return names
