@@ -78,11 +78,15 @@ class ApiContext:
         return who.team is None or any(m.name == model and m.owner == who.team for m in self.registry.models)
 
     def model_for(self, name: str, who: Principal) -> ModelSpec:
-        """The registry entry of `name`, or 404 (unknown) / 403 (another team's)."""
+        """The registry entry of `name`, or 404 (unknown) / 403 (not the token's team's).
+
+        A team-limited token gets the same 403 for an unknown model as for
+        another team's: a 404 would let it enumerate the other teams' models.
+        """
         spec = next((m for m in self.registry.models if m.name == name), None)
-        if spec is None:
-            raise HTTPException(404, f"unknown model {name!r}")
-        if who.team is not None and spec.owner != who.team:
+        if who.team is not None and (spec is None or spec.owner != who.team):
             raise HTTPException(403, f"token {who.name!r} is limited to team {who.team!r}; model {name!r} is not "
                                      "one of its models")
+        if spec is None:
+            raise HTTPException(404, f"unknown model {name!r}")
         return spec

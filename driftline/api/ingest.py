@@ -14,6 +14,7 @@ reasons by position) instead of leaving a dead letter another team's
 data-quality check might count.
 """
 
+import logging
 from typing import Annotated, Literal
 
 import msgspec
@@ -27,6 +28,7 @@ from driftline.api.auth import Principal
 from driftline.api.context import FORBIDDEN, UNAUTHORIZED, ApiContext
 from driftline.contracts import ContractError, EventKind, EventValidator
 
+log = logging.getLogger(__name__)
 KINDS = {"predictions": EventKind.PREDICTION, "labels": EventKind.LABEL, "metrics": EventKind.METRIC}
 MAX_EVENTS = 100_000
 MAX_REPORTED = 100
@@ -106,6 +108,17 @@ def models_validated(kind: EventKind, events: list[bytes], max_event_bytes: int)
     return names
 
 
+def public_reason(error_kind: str, error: str) -> str:
+    """A dead letter's reason as the sender may read it: the validator's own words, never the store's.
+
+    ClickHouse's text for a refused row names the server's version, tables and
+    settings; it stays in the dead-letter table for an operator.
+    """
+    if error_kind == "store_rejected":
+        return "the store refused this event; its reason is kept with the dead letter for an operator"
+    return error
+
+
 def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter(tags=["ingest"], responses={**UNAUTHORIZED, **FORBIDDEN})
     sink = HttpIngest(ctx.client, partition=ctx.settings.api_ingest_partition,
@@ -138,12 +151,15 @@ def router(ctx: ApiContext) -> APIRouter:
                                          f"other models: {foreign[:10]}; nothing was stored")
         try:
             outcome = await run_in_threadpool(sink.write, KINDS[kind], events) if events else None
-        except StoreUnavailable as exc:
-            raise HTTPException(503, f"the store is unavailable ({exc}); retry the batch") from None
+        except StoreUnavailable as exc:  # the store's own text stays in the log: it describes the server, not the batch
+            log.warning("ingest refused: store unavailable", extra={"kind": kind.value, "reason": str(exc)})
+            raise HTTPException(503, "the store is unavailable (the reason is in the service log); retry the "
+                                     "batch") from None
         letters = sorted(outcome.dead_letters, key=lambda d: d.origin.offset) if outcome else []
         base = outcome.first_offset if outcome else 0
         return IngestResult(accepted=outcome.written if outcome else 0, dead_lettered=len(letters),
-                            errors=[EventError(index=d.origin.offset - base, error_kind=d.error_kind, error=d.error)
+                            errors=[EventError(index=d.origin.offset - base, error_kind=d.error_kind,
+                                               error=public_reason(d.error_kind, d.error))
                                     for d in letters[:MAX_REPORTED]],
                             unknown_models=ctx.gate.unknown(named))
 

@@ -184,6 +184,9 @@ def router(ctx: ApiContext) -> APIRouter:
     def reload(who: Annotated[Principal, Depends(ctx.needs("admin"))]) -> ReloadResult:
         """Re-read models.yaml (and alerts.yaml, inside `up`) and tokens.yaml, and switch to them only if all
         are valid. A token removed from (or changed in) tokens.yaml answers 401 from the moment this returns."""
+        if who.team is not None:
+            raise HTTPException(403, f"token {who.name!r} is limited to team {who.team!r}; the reload switches "
+                                     "every team's configuration, so it needs an admin token without a team")
         if ctx.reload is None:
             raise HTTPException(409, "this API was started without configuration files to reload")
         changes = None

@@ -235,6 +235,32 @@ def test_a_reload_revokes_removed_tokens_at_once_and_says_what_changed(base_sett
     assert client.get("/models", headers=auth("reader")).status_code == 401  # the refused file revives nothing
 
 
+
+def test_a_team_limited_admin_cannot_reload_nor_tell_unknown_models_from_other_teams(base_settings, tmp_path: Path) -> None:
+    """Issue 16, must-show 3 (reload) and the 403-against-404 enumeration: a team's admin token sees one answer."""
+    a, b = f"wa-{tag()}", f"wb-{tag()}"
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(json.dumps({"models": [model_entry(a, "team-a"), model_entry(b, "team-b")]}))
+    tokens_file = write_tokens(tmp_path / "tokens.yaml")
+    team_admin = "team-admin-token-0123456789"
+    tokens_file.write_text(tokens_file.read_text() + f"  - {{name: team-admin, sha256: "
+                           f"{hashlib.sha256(team_admin.encode()).hexdigest()}, scopes: [admin], team: team-a}}\n")
+    app = create_app(load_registry(models_file), load_tokens(tokens_file), lambda: connect(base_settings),
+                     reload=lambda: Reloaded(load_registry(models_file)), tokens_file=tokens_file)
+    client = TestClient(app)
+    mine = {"Authorization": f"Bearer {team_admin}"}
+    models_file.write_text(json.dumps({"models": [model_entry(a, "team-a")]}))  # would drop team-b's model
+    refused = client.post("/models/reload", headers=mine)
+    assert refused.status_code == 403 and "needs an admin token without a team" in refused.json()["detail"]
+    assert [m.name for m in client.app.state.ctx.registry.models] == [a, b]  # type: ignore[attr-defined]
+    assert client.get(f"/models/{a}", headers=mine).status_code == 200
+    other, unknown = client.get(f"/models/{b}", headers=mine), client.get("/models/no-such-model", headers=mine)
+    assert other.status_code == unknown.status_code == 403
+    assert other.json()["detail"].replace(b, "X") == unknown.json()["detail"].replace("no-such-model", "X")
+    assert client.get("/models/no-such-model", headers=auth("admin")).status_code == 404  # a global admin may know
+    assert client.post("/models/reload", headers=auth("admin")).status_code == 200
+
+
 # -- alerts, acknowledgement -----------------------------------------------------------------------------------------
 
 def test_acknowledging_stops_repeats_until_the_episode_ends(api, store) -> None:  # type: ignore[no-untyped-def]
@@ -442,3 +468,18 @@ def test_a_team_token_cannot_place_events_or_dead_letters_on_another_teams_model
     ok = client.post("/ingest/predictions", content=valid_a.encode(),
                      headers={**auth("team"), "Content-Type": "application/x-ndjson"})
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
+
+
+def test_ingest_answers_never_echo_the_store_s_own_error_text(api, store, base_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 (smaller): a row ClickHouse refuses is explained in the sender's words; the store's text stays put."""
+    client, a, _, _, _ = api
+    event = json.dumps(prediction(a, 900)).replace('"features": {', '"features": {"dup": 1.0, "dup": 2.0, ', 1)
+    answer = client.post("/ingest/predictions", content=event.encode(), headers={
+        **auth("admin"), "Content-Type": "application/x-ndjson"})
+    assert answer.status_code == 200 and answer.json()["dead_lettered"] == 1, answer.text
+    error = answer.json()["errors"][0]
+    assert error["error_kind"] == "store_rejected" and "kept with the dead letter" in error["error"]
+    assert "DB::Exception" not in answer.text and "ClickHouse" not in answer.text and "version" not in answer.text
+    kept = store.query("SELECT error FROM dead_letters WHERE position(raw, {e:String}) > 0 AND error_kind = "
+                       "'store_rejected'", parameters={"e": f"{a}-900"}).result_rows
+    assert kept and "unique_feature_names" in kept[0][0]  # an operator still reads the real reason
