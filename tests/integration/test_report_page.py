@@ -14,6 +14,8 @@ show. Chromium missing is a failure that says how to install it, never a skip.
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import hashlib
 import socket
 import threading
@@ -29,6 +31,8 @@ import pandas as pd
 import pytest
 import uvicorn
 
+from alerts import outbox
+from alerts.evaluate import Evaluator
 from alerts.render import links
 from collector.replay import write_events
 from detectors.config import registry_from_yaml
@@ -41,6 +45,7 @@ from driftline.config import Settings
 from driftline.contracts import EventKind, PredictionEvent, encode_event
 from driftline.store import connect
 from driftline.yamlfile import LocatedYaml
+from tests.integration.alerting import alert_config, write_drift
 from tests.integration.browser import Browser, chromium_binary, distinct_colours, png_pixels
 
 SECRET = b"test-link-secret-0123456789abcdef"
@@ -119,7 +124,8 @@ def served(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
         time.sleep(0.05)
     try:
-        yield {"base": base, "model": model, "other": other, "hostile": hostile, "drifted": drifted, "root": root}
+        yield {"base": base, "model": model, "other": other, "hostile": hostile, "drifted": drifted, "root": root,
+               "registry": registry, "client": client}
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -205,6 +211,46 @@ def test_values_from_the_data_never_run_as_code_in_the_report_page(served, tmp_p
         assert browser.js("typeof window.__xss") == "undefined"
         assert browser.js("document.querySelectorAll('img[src=x], svg[onload]').length") == 0
         assert browser.js("window.origin") == "null"  # sandboxed: an opaque origin, not the service's
+        shown = browser.js("[...document.querySelectorAll('svg text, td')].map(e => e.textContent).join('\\n')")
+    assert "javascript:window.__xss = 3" in shown, "the hostile values are rendered, as text"
+
+
+def test_the_alert_email_and_its_attached_report_never_run_values_from_the_data(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, must-show 1 (email): the HTML part and the attached report, exactly as queued for SMTP, opened
+    from disk in headless Chromium: no CSP protects a saved attachment, so the escaping alone must hold."""
+    hostile, client = str(served["hostile"]), served["client"]
+    config = alert_config(hostile, channels={"owners": {"type": "email", "to": ["owner@example.com"],
+                                                        "attach_report": True}},
+                          rules=[{"name": "dataset-drift", "for": 1, "labels": {"team": XSS[0], "note": XSS[1]},
+                                  "when": {"dataset_drift": {"fire_share": 0.5}}}])
+    write_drift(client, hostile, WINDOW, share=0.67, drifted=("x1", "c"))
+    queued = Evaluator(client, served["registry"], config, public_url=str(served["base"]), link_secret=SECRET,
+                       report_rows=300).evaluate(hostile, now=WINDOW.end).queued
+    assert len(queued) == 1
+    message = email.message_from_bytes(outbox.body_of(client, queued[0].delivery_id), policy=email.policy.default)
+    page = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    attached = [a for a in message.iter_attachments() if a.get_filename() == f"drift-report-{hostile}.html"]
+    assert attached, "the report is attached"
+    report = attached[0].get_content()
+    report = report.decode() if isinstance(report, bytes) else report
+    assert "window.__xss" in report and "</script><script>window.__xss" not in report
+    (tmp_path / "email.html").write_text(page)
+    (tmp_path / "report.html").write_text(report)
+    with Browser(tmp_path / "chromium.log") as browser:
+        browser.open((tmp_path / "email.html").as_uri())
+        assert browser.wait("the email's body", "document.querySelectorAll('li').length") >= 1
+        assert browser.js("typeof window.__xss") == "undefined"
+        assert browser.js("document.querySelectorAll('img[src=x], svg[onload], script').length") == 0
+        browser.open((tmp_path / "report.html").as_uri())
+        assert browser.wait("the report's table",
+                            "document.querySelectorAll('tr[data-testid=mtablebodyrow]').length") >= 3
+        browser.js("document.querySelectorAll('button[aria-label=\"Detail panel visibility toggle\"]')"
+                   ".forEach(b => b.click())")
+        browser.wait("a chart in every detail panel", "[...document.querySelectorAll('tr[data-testid=mtablebodyrow]')]"
+                     ".every(r => r.nextElementSibling && r.nextElementSibling.querySelector('.js-plotly-plot'))")
+        time.sleep(0.5)
+        assert browser.js("typeof window.__xss") == "undefined"
+        assert browser.js("document.querySelectorAll('img[src=x], svg[onload]').length") == 0
         shown = browser.js("[...document.querySelectorAll('svg text, td')].map(e => e.textContent).join('\\n')")
     assert "javascript:window.__xss = 3" in shown, "the hostile values are rendered, as text"
 
