@@ -150,6 +150,13 @@ def router(ctx: ApiContext) -> APIRouter:
         has a link secret (`expires` and `sig`), so the link opens without a token until it expires.
         """
         who = caller(request, model, start, end, expires, sig)
+        if who is LINK_PRINCIPAL and sample_rows != DEFAULT_SAMPLE_ROWS:
+            # The signature covers model and window only: a link holder choosing the sample would force a
+            # fresh render per value. The link renders what the email meant; another sample needs a token.
+            if not request.headers.get("authorization"):
+                raise HTTPException(403, f"a signed link renders the default sample ({DEFAULT_SAMPLE_ROWS} rows); "
+                                         "another sample_rows needs `Authorization: Bearer <token>`")
+            who = reader(ctx.principal(request))
         spec = ctx.model_for(model, who)
         window = window_of(spec, start, end)
 

@@ -298,6 +298,9 @@ def test_signed_links_tokens_and_team_limits(served) -> None:  # type: ignore[no
         assert answer.headers["www-authenticate"] == "Bearer"
     expired = get(email_link(str(base), str(model), now=dt.datetime.now(UTC) - dt.timedelta(days=8)))
     assert expired.status_code == 401 and "the link expired at" in expired.json()["detail"]
+    resampled = get(with_query(signed, sample_rows="4999"))  # unsigned: would force a fresh render per value
+    assert resampled.status_code == 403 and "another sample_rows needs" in resampled.json()["detail"]
+    assert get(with_query(signed, sample_rows="4999"), headers=bearer).status_code == 200  # a token may choose
     half = get(with_query(signed, sig=""))
     assert half.status_code == 401 and "needs both" in half.json()["detail"]
     # A spoiled signature does not lock out a token holder: the token decides.
