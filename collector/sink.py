@@ -12,6 +12,7 @@ off and retry the whole batch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 
@@ -32,6 +33,9 @@ INSERT_SETTINGS = {
 }
 
 MAX_ERROR_CHARS = 2000
+OVERSIZED_PREFIX_BYTES = 4096
+"""An oversized event is kept as this prefix, its length (raw_bytes) and its SHA-256: it can never be
+stored as an event, and keeping it whole would let one request store as much as the body limit allows."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -100,11 +104,15 @@ class ClickHouseSink:
         bases = bases or {}
         for d in letters:
             o = d.origin
-            raw = o.value or b""
+            raw, error = o.value or b"", _short(d.error)
+            size = len(raw)
+            if d.error_kind == "oversized" and size > OVERSIZED_PREFIX_BYTES:
+                error += f" [raw cut to its first {OVERSIZED_PREFIX_BYTES} bytes; sha256 {hashlib.sha256(raw).hexdigest()}]"
+                raw = raw[:OVERSIZED_PREFIX_BYTES]
             offset = o.offset + bases.get((o.topic, o.partition), 0)
             for col, value in zip(
                 cols,
-                (o.topic, o.partition, offset, o.key or b"", raw, len(raw), d.error_kind, _short(d.error)),
+                (o.topic, o.partition, offset, o.key or b"", raw, size, d.error_kind, error),
             ):
                 col.append(value)
         self._client.insert(

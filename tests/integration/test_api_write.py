@@ -483,3 +483,24 @@ def test_ingest_answers_never_echo_the_store_s_own_error_text(api, store, base_s
     kept = store.query("SELECT error FROM dead_letters WHERE position(raw, {e:String}) > 0 AND error_kind = "
                        "'store_rejected'", parameters={"e": f"{a}-900"}).result_rows
     assert kept and "unique_feature_names" in kept[0][0]  # an operator still reads the real reason
+
+
+def test_an_oversized_event_is_kept_as_a_prefix_its_length_and_digest(base_settings, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, item 4: one request cannot store its whole body as a dead letter (60 MiB in 0.6 s before)."""
+    a = f"wa-{tag()}"
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(json.dumps({"models": [model_entry(a, "team-a")]}))
+    settings = Settings(**{**base_settings.model_dump(), "api_max_body_bytes": 16 * 2**20,
+                           "api_ingest_partition": int(tag(), 16) % 60000})
+    client = TestClient(create_app(load_registry(models_file), load_tokens(write_tokens(tmp_path / "tokens.yaml")),
+                                   lambda: connect(base_settings), settings=settings))
+    event = json.dumps(prediction(a, 7)).replace('"c": "a"', '"c": "' + "x" * (12 * 2**20) + '"').encode()
+    answer = client.post("/ingest/predictions", content=event, headers={**auth("admin"),
+                                                                       "Content-Type": "application/x-ndjson"})
+    assert answer.status_code == 200 and answer.json()["dead_lettered"] == 1, answer.text[:300]
+    assert answer.json()["errors"][0]["error_kind"] == "oversized"
+    (raw, size, error), = store.query(
+        "SELECT raw, raw_bytes, error FROM dead_letters WHERE error_kind = 'oversized' AND position(raw, {e:String}) > 0",
+        parameters={"e": f'"{a}-7"'}, column_formats={"raw": "bytes"}).result_rows
+    assert raw == event[:4096] and size == len(event)
+    assert hashlib.sha256(event).hexdigest() in error and "cut to its first 4096 bytes" in error
