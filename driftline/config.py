@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     api_max_upload_bytes: int = Field(
         64 << 20, ge=1024, description="Largest ingest batch or reference upload the HTTP API accepts."
     )
+    api_request_read_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600,
+        description="Time a client has to send one whole request (head and body) from its first byte; a slower "
+                    "one has its connection closed, so stalled clients cannot hold the API's connections.",
+    )
     api_ingest_partition: int = Field(
         0, ge=0, le=65535,
         description="Partition number this API instance writes HTTP-ingested events under; give each API "

@@ -20,6 +20,7 @@ from detectors.config import Registry
 from driftline.api.app import create_app
 from driftline.api.auth import load_tokens
 from driftline.api.context import Reloaded
+from driftline.api.slow_clients import with_read_deadline
 from driftline.config import Settings
 from driftline.privacy import Redactor
 from driftline.unknown_models import ModelGate
@@ -73,7 +74,8 @@ def start_api(settings: Settings, registry: Registry | None, *,
                      reload=reload, redactor=redactor, gate=gate or ModelGate.from_registry(registry),
                      tokens_file=settings.api_tokens_file if reload is not None else None)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None,
-                            access_log=False, lifespan="off", server_header=False)
+                            access_log=False, lifespan="off", server_header=False,
+                            http=with_read_deadline(settings.api_request_read_timeout_seconds))
     server = uvicorn.Server(config)
     # uvicorn installs signal handlers only on the main thread: on this one, the CLI keeps owning SIGTERM/SIGINT.
     thread = threading.Thread(target=server.run, name="api", daemon=True)
