@@ -103,15 +103,22 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
             f"AND window_end > {{since:{TS}}} ORDER BY window_start", parameters={**base, "metric": metric}).result_rows
         out = []
         horizon = expected_label_wait(model)
-        for s, e, v, value, baseline, status, labelled in rows:
+        # A window whose labels may still come is waited for only while no later window has its verdict: at
+        # the trailing edge it holds the judgement back (its labels are late, not missing); once a later
+        # window is judged, it is passed over as a window without a verdict, so one window whose labels
+        # never come cannot hold back every later one (the status page says which window is waiting).
+        final = [i for i, row in enumerate(rows) if row[5] in PERFORMANCE_FINAL]
+        last_final = final[-1] if final else -1
+        for i, (s, e, v, value, baseline, status, labelled) in enumerate(rows):
             window = _window(s, e)
-            if status not in PERFORMANCE_FINAL and window.end + horizon > now:
+            waiting = status not in PERFORMANCE_FINAL and window.end + horizon > now
+            if waiting and i > last_final:
                 break  # labels may still come: judge this window (and later ones) on a later pass
             drop = None
             if status in ("ok", "degraded") and value is not None and baseline is not None:
                 drop = (value - baseline) / baseline if metric in LOWER_IS_BETTER and baseline else baseline - value
             out.append(Observation(window, v, metric, drop, {"status": status, "value": value, "baseline": baseline,
-                                                             "labelled_rows": labelled}))
+                                                             "labelled_rows": labelled, "passed_over": waiting}))
         return out
     if kind == "quality":
         assert rule.when.quality is not None

@@ -19,6 +19,7 @@ they rise more than `max_drop` relative to the baseline.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,8 @@ from scipy.stats import norm
 
 from detectors.aggregates import DETECTOR_SETTINGS, finite_or_none
 from detectors.config import ModelSpec, Task
-from detectors.sources import Query
+from detectors.sources import Query, expected_label_wait
+from driftline.timestamps import as_utc
 
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "mape"})
 EPS = 1e-15
@@ -222,3 +224,27 @@ def compute(client: Client, model: ModelSpec, sides: str, q: Query) -> list[Perf
                                    enough=labelled >= spec.min_rows)
         rows.append(PerformanceRow(metric, value, baseline, lo, hi, spec.max_drop, degraded, status, labelled, predictions))
     return rows
+
+
+def label_gaps(client: Client, spec: ModelSpec, now: dt.datetime, windows: int = 48) -> list[dict[str, Any]]:
+    """The recent windows whose performance has no verdict for want of labels, newest first, each saying
+    whether its labels are still expected ("waiting for labels") or overdue ("no labels came"): an alert
+    rule passes over an overdue window, so this is where an owner sees that one was never judged."""
+    wait = expected_label_wait(spec)
+    rows = client.query(
+        "SELECT window_start, window_end, max(labelled_rows), max(prediction_rows) FROM performance_results FINAL "
+        "WHERE model = {m:String} AND segment = '' AND window_end > {since:DateTime64(3, 'UTC')} "
+        "GROUP BY window_start, window_end HAVING countIf(status = 'insufficient_data') > 0 "
+        "ORDER BY window_end DESC", parameters={"m": spec.name, "since": now - spec.window * windows}).result_rows
+    out = []
+    for start, end, labelled, predictions in rows:
+        start_utc, end_utc = as_utc(start), as_utc(end)
+        waiting = end_utc + wait > now
+        span = f"[{start_utc.isoformat()}, {end_utc.isoformat()})"
+        out.append({"window_start": start_utc.isoformat(), "window_end": end_utc.isoformat(),
+                    "labelled_rows": int(labelled), "prediction_rows": int(predictions),
+                    "state": "waiting" if waiting else "overdue",
+                    "message": (f"waiting for labels of window {span} ({labelled} of {predictions})" if waiting else
+                                f"no labels came for window {span} ({labelled} of {predictions} labelled); "
+                                "alert rules passed over it")})
+    return out

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from detectors.config import ModelSpec
+from detectors.performance import label_gaps
 from driftline.api.auth import Authenticator, Principal, load_tokens
 from driftline.api.context import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, ApiContext
 from driftline.names import IDENTIFIER_PATTERN
@@ -235,6 +236,7 @@ def router(ctx: ApiContext) -> APIRouter:
         latest = next(iter(drift), None)
         return {"model": spec.name, "drift": json_row(latest) if latest else None,
                 "performance": [json_row(r) for r in perf], "firing_alerts": [json_row(r) for r in firing],
+                "label_gaps": label_gaps(ctx.client, spec, dt.datetime.now(dt.timezone.utc)),
                 "labels_past_horizon": {"labels": int(late[0]), "windows": int(late[1]),
                                         "latest_window_end": json_value(late[2]) if late[1] else None,
                                         "label_horizon_seconds": spec.label_horizon.total_seconds()}}

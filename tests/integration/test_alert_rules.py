@@ -99,3 +99,35 @@ def test_default_inhibition_dataset_over_features_and_quality_over_drift(store) 
                                       1000, uuid.uuid4()]], column_names=QUALITY_COLUMNS)
     only = evaluator2.evaluate(name2, now=w.end + dt.timedelta(minutes=1)).queued
     assert len(only) == 1 and "missing_share" in only[0].subject
+
+
+def test_a_window_whose_labels_never_come_does_not_hold_back_later_performance_alerts(store) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17, must-show 4: hour 0 has predictions and no labels (insufficient_data, within the label wait of
+    5 h); hours 1-3 are labelled and degraded. The alert fires on the evaluation after hour 1's verdict lands,
+    not once hour 0's wait is over; /status names hour 0 as waiting, then as overdue."""
+    from detectors.performance import label_gaps
+
+    name = f"stuck-{tag()}"
+    registry = registry_of(name, performance={"metrics": ["mae"]}, label_delay="2h")  # label wait: 2 x 2h + 1h
+    config = alert_config(name, channels=email(name), rules=[
+        {"name": "mae-up", "for": 1, "clear_for": 1,
+         "when": {"performance_drop": {"metric": "mae", "fire_drop": 0.2, "clear_drop": 0.1}}}])
+    evaluator = Evaluator(store, registry, config)
+    fired_at = None
+    for h in range(4):
+        w, unlabelled = hour(DAY, h), h == 0
+        store.insert("performance_results", [[name, "1", "", w.start, w.end, "mae", None if unlabelled else 1.5, 1.0,
+                                              None, None, 0.2, 0, "insufficient_data" if unlabelled else "degraded",
+                                              0 if unlabelled else 800, 1000, uuid.uuid4()]],
+                     column_names=PERFORMANCE_COLUMNS)
+        evaluator.evaluate(name, now=w.end + dt.timedelta(minutes=10))
+        if fired_at is None and fired_and_resolved(store, name):
+            fired_at = h
+    assert fired_at == 1, fired_and_resolved(store, name)  # without the fix: nothing until hour 0 + 5 h
+    assert fired_and_resolved(store, name)[0] == ("mae-up", "fired", 2)
+    spec = registry.get(name)
+    waiting = label_gaps(store, spec, hour(DAY, 3).end)
+    assert [g["state"] for g in waiting] == ["waiting"] and "waiting for labels of window" in waiting[0]["message"]
+    assert "(0 of 1000)" in waiting[0]["message"]
+    overdue = label_gaps(store, spec, hour(DAY, 7).end)
+    assert overdue[0]["state"] == "overdue" and "no labels came for window" in overdue[0]["message"]

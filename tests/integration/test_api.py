@@ -82,6 +82,7 @@ def test_models_status_and_team_limits(api) -> None:  # type: ignore[no-untyped-
     assert detail["name"] == a and detail["owner"] == "team-a" and set(detail["features"]) == {"x1", "x2", "c"}
     status = client.get(f"/models/{a}/status", headers=auth(READ)).json()
     assert status["drift"]["status"] == "drifted" and status["drift"]["window_end"].startswith("2026-03-03T05:00")
+    assert status["label_gaps"] == []  # no window without labels (the label-gap states: test_alert_rules.py)
 
 
 def test_results_are_paginated_and_filtered_by_time(api) -> None:  # type: ignore[no-untyped-def]
