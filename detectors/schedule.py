@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta, timezone
 
@@ -37,7 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from clickhouse_connect.driver.client import Client
 
-from detectors.claims import WindowClaims
+from detectors.claims import WindowClaims, new_worker_id
 from detectors.concept_drift import run_recorded
 from detectors.config import VERSION_SEPARATOR, ModelSpec, Registry
 from detectors.run import RunResult, run_stage
@@ -144,7 +141,7 @@ class DetectorScheduler:
                  claim_lease: timedelta = timedelta(minutes=5), worker_id: str | None = None) -> None:
         self.registry = registry
         self.shard = shard
-        self.claims = WindowClaims(worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        self.claims = WindowClaims(worker_id or new_worker_id(),
                                    settle=claim_settle, lease=claim_lease)
         self.lost_claims = 0  # windows another worker had claimed first (a misconfiguration if it grows)
         self._client_factory = client_factory

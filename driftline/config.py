@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     )
     detector_claim_lease_seconds: float = Field(
         300.0, gt=0,
-        description="How long a window claim holds (longer than a window's run takes); a worker that died "
-                    "holding one delays that window this long.",
+        description="How long a window claim holds (longer than a window's run takes); a worker on another "
+                    "host that died holding one delays that window this long (a restart on the same host does not).",
     )
     alerts_file: Path = Field(
         Path("alerts.yaml"),

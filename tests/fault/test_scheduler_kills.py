@@ -25,11 +25,11 @@ grace time (3 s here); after a restart, windows whose events were still in
 Kafka are judged on part of them (this is the scheduler's documented
 trade-off of grace against latency, not a loss: the events are all stored).
 Window claims (detectors/claims.py) are held by a worker id that is new in
-every process, so the windows a killed `up` had claimed wait out the claim
-lease before the next `up` may judge them: 30 minutes by default. The
-scenario sets a 4-second lease (DRIFTLINE_DETECTOR_CLAIM_LEASE_SECONDS) so
-that this recovery happens inside the run; with the default, a SIGKILLed
-scheduler delays the windows it held by up to 30 minutes.
+every process; a restarted `up` on the same host sees that the killed one's
+process is gone and takes its claimed windows at once (tested in
+tests/integration/test_up_restarts.py). The scenario still sets a 4-second
+lease (DRIFTLINE_DETECTOR_CLAIM_LEASE_SECONDS), the bound that applies to a
+worker on another host.
 Every restart joins its own consumer group (the collector resumes from the
 ClickHouse checkpoint, not Kafka's group offsets), to spare the ~10 s
 rebalance wait for the dead member.

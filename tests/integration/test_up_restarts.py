@@ -220,3 +220,68 @@ def test_a_clean_stop_before_the_collector_joined_its_group_still_reads_the_brok
     assert up.wait(timeout=90) == 0
     stored = {row[0] for row in query_store(tmp_path / "driftline-data", "SELECT event_id FROM predictions")}
     assert stored == ids
+
+
+@pytest.mark.slow
+def test_a_sigkilled_up_takes_up_its_own_claimed_windows_at_once_after_a_restart(tmp_path: Path) -> None:
+    """Issue 17, must-show 5: labels keep arriving, so the performance stage re-claims recent windows on
+    every tick; the killed `up` leaves claims on them. The restarted `up` on the same host sees that their
+    worker's process is gone and judges those windows on its next tick, instead of waiting out the
+    300-s lease with a warning about "another detector worker"."""
+    import random
+    import threading
+
+    from driftline.producer import PredictionLogger
+
+    (tmp_path / "models.yaml").write_text(
+        "models:\n  - name: restarted\n    task: binary_classification\n    features: {x: numeric}\n"
+        "    reference: {rolling: {offset: 6s}}\n    window: 2s\n    label_delay: 1s\n"
+        "    schedule: {interval: 1s}\n")
+    port = free_port()
+    env = up_env(port, detector_grace_seconds=0.5, detector_catchup_windows=10)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        rng = random.Random(3)
+        logger = PredictionLogger(f"127.0.0.1:{port}")
+        try:
+            pending: list[tuple[float, str, int]] = []
+            while not stop.is_set():
+                try:
+                    event_id = logger.log_prediction("restarted", {"x": rng.gauss(0, 1)}, rng.random() > 0.5)
+                    pending.append((time.monotonic() + 1.0, event_id, int(rng.random() > 0.5)))
+                    while pending and pending[0][0] <= time.monotonic():
+                        _, done, label = pending.pop(0)
+                        logger.log_label("restarted", done, label)
+                except Exception:  # the broker is down between the kill and the restart: the logger's business
+                    pass
+                time.sleep(0.02)
+        finally:
+            try:
+                logger.close(timeout=5)
+            except Exception:  # what is left in its buffer is not this test's subject
+                pass
+
+    up = start_up(tmp_path, env)
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (tmp_path / "up.log").read_text().count('"stage": "performance"') < 6:
+            assert time.monotonic() < deadline and up.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+            time.sleep(0.2)
+        up.send_signal(signal.SIGKILL)
+        up.wait(timeout=30)
+        before = len((tmp_path / "up.log").read_text())
+        again = start_up(tmp_path, env)
+        time.sleep(12)
+        after = (tmp_path / "up.log").read_text()[before:]
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=60) == 0
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+        if up.poll() is None:
+            up.kill()
+    assert after.count('"stage": "performance"') >= 3, after[-3000:]
+    assert "claimed by another detector worker" not in after, after[-3000:]
