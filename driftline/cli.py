@@ -176,10 +176,29 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0 if Collector(settings, stop_event=stop, redactor=redactor, gate=ModelGate.from_registry(registry)).run() else 1
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """SIGHUP to the `up` of this store's folder, then its outcome: 0 reloaded, 2 refused (a bad file), 1 none."""
+    from driftline.reloads import NotRunning, request_reload, run_folder
+
+    settings = _settings(args)
+    try:
+        outcome = request_reload(run_folder(settings), timeout=args.timeout)
+    except (NotRunning, TimeoutError) as exc:
+        print(f"driftline: {exc}", file=sys.stderr)
+        return 1
+    if not outcome.get("ok"):
+        print(f"driftline: {outcome.get('error')}", file=sys.stderr)
+        return 2
+    print(json.dumps(outcome["result"], indent=2))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from collector.local_broker import LocalBroker, ensure_topics
     from collector.loop import Collector, tune_gc_for_throughput
+    from driftline.api.models import reload_configuration
     from driftline.api.serve import start_api
+    from driftline.reloads import forget, run_folder, serve_reloads
 
     settings = _settings(args)
     stop = _install_stop_handlers()
@@ -217,6 +236,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         api = start_api(settings, registry, reload=reloader(settings, scheduler, dispatcher), redactor=redactor,
                         gate=gate)
+        serve_reloads(run_folder(settings), lambda: reload_configuration(api.ctx))  # SIGHUP, `driftline reload`
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
@@ -230,6 +250,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             dispatcher[1].join(timeout=settings.shutdown_timeout_seconds)
         if api is not None:
             api.stop()
+            forget(run_folder(settings))
         if broker is not None:
             broker.stop()
 
@@ -254,22 +275,23 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
     from detectors.schedule import DetectorScheduler
     from detectors.shard import Shard
 
-    if registry is None:
-        log.info("no model registry; detectors idle until one exists", extra={"models_file": str(settings.models_file)})
-        return None
+    if registry is None:  # a scheduler without models: a reload that finds models.yaml gives it jobs
+        from detectors.config import Registry
+
+        log.info("no model registry; detectors idle until one exists (then reload: SIGHUP or `driftline reload`)",
+                 extra={"models_file": str(settings.models_file)})
+        registry = Registry()
     if alert_config is not None and alert_config.attaches_reports:
         from detectors.report import warm_up
 
         threading.Thread(target=warm_up, name="report-warm-up", daemon=True).start()
-
-    link_secret = settings.link_secret()  # read once; a bad secret file fails the start
 
     def evaluate_alerts(model, client) -> None:  # type: ignore[no-untyped-def]
         if scheduler.alert_config is None:  # no alerts.yaml (yet: a reload that adds it turns this on)
             return
         result = Evaluator(client, scheduler.registry, scheduler.alert_config, grafana_url=settings.grafana_url,
                            public_url=settings.public_url, catchup_windows=settings.detector_catchup_windows,
-                           grace=dt.timedelta(seconds=settings.detector_grace_seconds), link_secret=link_secret,
+                           grace=dt.timedelta(seconds=settings.detector_grace_seconds), link_secret=scheduler.link_secret,
                            link_lifetime=dt.timedelta(days=settings.api_link_lifetime_days)).evaluate(model.name)
         if result.queued and dispatcher is not None:
             dispatcher[0].wake.set()
@@ -283,6 +305,7 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
         claim_lease=dt.timedelta(seconds=settings.detector_claim_lease_seconds),
     )
     scheduler.alert_config = alert_config  # swapped with the registry by a reload (see reloader)
+    scheduler.link_secret = settings.link_secret()  # the same; a bad secret file fails the start
     scheduler.start()
     return scheduler
 
@@ -290,9 +313,11 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
 def reloader(settings: Settings, scheduler, dispatcher=None):  # type: ignore[no-untyped-def]
     """What `POST /models/reload` runs: validate every file, then switch the scheduler, evaluator and dispatcher.
 
-    alerts.yaml added after the start turns alerts on; a changed channel (a webhook URL) is used from the next
-    delivery attempt, replays included. A reload that finds no alerts.yaml keeps the rules in force.
+    alerts.yaml added after the start turns alerts on, and removed turns them off (deliveries already queued
+    wait, as without the file at start); a changed channel (a webhook URL) is used from the next delivery
+    attempt, replays included. The report link secret is re-read too.
     """
+    from alerts.config import AlertConfig
     from driftline.api.context import Reloaded
     from driftline.cli_alerts import load_alert_config
 
@@ -300,12 +325,17 @@ def reloader(settings: Settings, scheduler, dispatcher=None):  # type: ignore[no
         registry = _registry(settings)
         privacy_redactor(settings, registry)  # a new policy without a key: refuse before switching anything
         alert_config = load_alert_config(settings, registry=registry)[0] if settings.alerts_file.exists() else None
+        link_secret = settings.link_secret()
         changes = None
-        if alert_config is not None and (scheduler is not None or dispatcher is not None):
+        if scheduler is not None or dispatcher is not None:
             before = scheduler.alert_config if scheduler is not None else dispatcher[0].config
-            changes = alert_config.changes_from(before)
+            if alert_config is not None:
+                changes = alert_config.changes_from(before)
+            elif before is not None:
+                changes = AlertConfig.model_validate({"channels": {}, "rules": []}).changes_from(before)
             if scheduler is not None:
                 scheduler.alert_config = alert_config
+                scheduler.link_secret = link_secret
             if dispatcher is not None:
                 dispatcher[0].config = alert_config
                 dispatcher[0].wake.set()
@@ -542,9 +572,23 @@ def build_parser() -> argparse.ArgumentParser:
     cli_concept.add_parsers(sub, common)
     cli_dashboards.add_parsers(sub, common)
     cli_demo.add_parsers(sub, common)
-    p = sub.add_parser("up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)")
+    p = sub.add_parser(
+        "up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the whole service in one process: the collector (Kafka -> ClickHouse), the detectors on "
+                    "their schedule,\nalert evaluation and delivery, and the HTTP API (DRIFTLINE_API_PORT, 8000).\n\n"
+                    "Reads models.yaml, alerts.yaml and tokens.yaml (DRIFTLINE_MODELS_FILE, DRIFTLINE_ALERTS_FILE,\n"
+                    "DRIFTLINE_API_TOKENS_FILE); each may be added or changed while it runs, then reloaded with\n"
+                    "`driftline reload`, SIGHUP or POST /models/reload. With no DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS it "
+                    "starts\nan in-memory broker; with no DRIFTLINE_CLICKHOUSE_URL it stores in ./driftline-data. "
+                    "SIGTERM or Ctrl-C\nstops it cleanly. Every setting: `driftline config`.")
     common(p, kafka=True)
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("reload", help="make the running `up` re-read models.yaml, alerts.yaml, tokens.yaml and "
+                                      "secret files, and print what changed")
+    common(p)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the outcome (default 60)")
+    p.set_defaults(func=cmd_reload)
     p = sub.add_parser("api", help="serve the HTTP API alone (`up` serves it too)")
     common(p)
     p.set_defaults(func=cmd_api)

@@ -48,6 +48,7 @@ def create_app(registry: Registry, authenticator: Authenticator, client_factory:
         redactor = Redactor(registry.privacy_policies(), settings.privacy_key_bytes())
     ctx = ApiContext(registry, authenticator, client_factory(), settings, reload, redactor=redactor,
                      gate=gate or ModelGate.from_registry(registry), tokens_file=tokens_file)
+    ctx.link_secret = ctx.settings.link_secret()  # a bad secret file fails the start, not the first click
     app.state.ctx = ctx
     checks = ready_checks or {"clickhouse": lambda: ctx.client.query("SELECT 1")}
     app.add_middleware(BodyLimit, small=ctx.settings.api_max_body_bytes, bulk=ctx.settings.api_max_upload_bytes)

@@ -50,6 +50,7 @@ class ApiContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
     redactor: Redactor | None = None  # the privacy policies HTTP ingest applies (shared with `up`'s collector)
     gate: ModelGate = field(default_factory=ModelGate)  # the registry's model names as ingest sees them (shared too)
+    link_secret: bytes | None = None  # signs and checks report links; read at start and by each reload
 
     def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")

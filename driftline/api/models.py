@@ -109,14 +109,40 @@ class ReloadResult(BaseModel):
     tokens: TokenChanges | None = Field(None, description="what the reload changed in tokens.yaml (null when "
                                                          "this API does not reload tokens)")
     alerts: AlertChanges | None = Field(None, description="what the reload changed in alerts.yaml (null outside "
-                                                         "`up`, or when there is no alerts.yaml: the rules in force "
-                                                         "stay)")
+                                                         "`up`, or when there was and is no alerts.yaml; a removed one "
+                                                         "lists its rules and channels as removed: alerts are off)")
 
 
 def token_changes(old: Authenticator, new: Authenticator) -> TokenChanges:
     before, after = old.fingerprints(), new.fingerprints()
     return TokenChanges(added=sorted(set(after) - set(before)), removed=sorted(set(before) - set(after)),
                         changed=sorted(n for n in set(before) & set(after) if before[n] != after[n]))
+
+
+def reload_configuration(ctx: ApiContext) -> ReloadResult:
+    """Re-read every configuration file and switch to them all, or to none (ConfigError, PrivacyKeyMissing).
+
+    The one reload behind `POST /models/reload`, SIGHUP and `driftline reload`.
+    """
+    assert ctx.reload is not None
+    changes = None
+    with ctx.lock:
+        tokens = load_tokens(ctx.tokens_file) if ctx.tokens_file is not None else None
+        link_secret = ctx.settings.link_secret()  # a broken secret file keeps everything as it was
+        reloaded = ctx.reload()
+        registry = reloaded.registry
+        if ctx.redactor is not None:  # before the switch: a policy without a key keeps the old config
+            ctx.redactor.replace(registry.privacy_policies())
+        ctx.gate.replace([m.name for m in registry.models], action=registry.unknown_models)
+        ctx.registry = registry
+        ctx.link_secret = link_secret
+        if tokens is not None:
+            changes = token_changes(ctx.authenticator, tokens)
+            ctx.authenticator = tokens
+    if changes is not None and (changes.added or changes.removed or changes.changed):
+        log.info("API tokens reloaded", extra=changes.model_dump())
+    return ReloadResult(models=[m.name for m in ctx.registry.models], tokens=changes,
+                        alerts=None if reloaded.alerts is None else AlertChanges(**reloaded.alerts))
 
 
 def summary(m: ModelSpec) -> ModelSummary:
@@ -190,25 +216,10 @@ def router(ctx: ApiContext) -> APIRouter:
                                      "every team's configuration, so it needs an admin token without a team")
         if ctx.reload is None:
             raise HTTPException(409, "this API was started without configuration files to reload")
-        changes = None
         try:
-            with ctx.lock:
-                tokens = load_tokens(ctx.tokens_file) if ctx.tokens_file is not None else None
-                reloaded = ctx.reload()
-                registry = reloaded.registry
-                if ctx.redactor is not None:  # before the switch: a policy without a key keeps the old config
-                    ctx.redactor.replace(registry.privacy_policies())
-                ctx.gate.replace([m.name for m in registry.models], action=registry.unknown_models)
-                ctx.registry = registry
-                if tokens is not None:
-                    changes = token_changes(ctx.authenticator, tokens)
-                    ctx.authenticator = tokens
+            return reload_configuration(ctx)
         except (ConfigError, PrivacyKeyMissing) as exc:
             raise HTTPException(422, f"configuration not reloaded, still running the previous one: {exc}") from None
-        if changes is not None and (changes.added or changes.removed or changes.changed):
-            log.info("API tokens reloaded", extra=changes.model_dump())
-        return ReloadResult(models=[m.name for m in ctx.registry.models], tokens=changes,
-                            alerts=None if reloaded.alerts is None else AlertChanges(**reloaded.alerts))
 
     @api.get("/models/{model}", responses=NOT_FOUND)
     def model_detail(model: ModelName, who: Annotated[Principal, reader]) -> dict[str, Any]:

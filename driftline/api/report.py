@@ -115,7 +115,6 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 
 def router(ctx: ApiContext) -> APIRouter:
     api = APIRouter(tags=["report"], responses={**UNAUTHORIZED, **FORBIDDEN})
-    secret = ctx.settings.link_secret()  # a bad secret file fails the start, not the first click
     cache = ReportCache()
     reader = ctx.needs("read")
 
@@ -123,7 +122,7 @@ def router(ctx: ApiContext) -> APIRouter:
                expires: int | None, sig: str | None) -> Principal:
         """The signed link's principal if the link is valid; else the bearer token's (or 401)."""
         if expires is not None or sig is not None:
-            problem = links.check(secret, links.report_path(model), model, start, end, expires, sig)
+            problem = links.check(ctx.link_secret, links.report_path(model), model, start, end, expires, sig)
             if problem is None:
                 return LINK_PRINCIPAL
             if not request.headers.get("authorization"):

@@ -19,7 +19,7 @@ import uvicorn
 from detectors.config import Registry
 from driftline.api.app import create_app
 from driftline.api.auth import load_tokens
-from driftline.api.context import Reloaded
+from driftline.api.context import ApiContext, Reloaded
 from driftline.api.slow_clients import with_read_deadline
 from driftline.config import Settings
 from driftline.privacy import Redactor
@@ -38,6 +38,7 @@ class RunningApi:
     server: uvicorn.Server
     thread: threading.Thread
     url: str
+    ctx: ApiContext  # what a reload switches (SIGHUP in `up` goes through it too)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
@@ -89,4 +90,4 @@ def start_api(settings: Settings, registry: Registry | None, *,
         time.sleep(0.05)
     url = f"http://{settings.api_host}:{settings.api_port}"
     log.info("HTTP API serving", extra={"url": url})
-    return RunningApi(server, thread, url)
+    return RunningApi(server, thread, url, app.state.ctx)
