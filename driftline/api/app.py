@@ -20,6 +20,7 @@ from detectors.config import Registry
 from driftline.api import alerting, ingest, metrics, models, references, report
 from driftline.api.auth import Authenticator
 from driftline.api.context import ApiContext, Reloaded
+from driftline.api.docs import serve_docs
 from driftline.api.encoding import RefuseUnencodableUrls, validation_error
 from driftline.config import Settings
 from driftline.privacy import Redactor
@@ -42,7 +43,8 @@ def create_app(registry: Registry, authenticator: Authenticator, client_factory:
     policy without a key (DRIFTLINE_PRIVACY_KEY[_FILE]) refuses to build the app. `gate` holds the model
     names HTTP ingest counts events of unregistered models against; by default `registry`'s.
     """
-    app = FastAPI(title="Driftline", version="1", description=DESCRIPTION)
+    app = FastAPI(title="Driftline", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None)
+    serve_docs(app)  # from installed assets: air-gapped sites get them too
     settings = settings or Settings()
     if redactor is None:
         redactor = Redactor(registry.privacy_policies(), settings.privacy_key_bytes())

@@ -74,11 +74,43 @@ def main(folder: Path) -> dict[str, object]:
             window = f"start={(START + dt.timedelta(hours=1)).isoformat()}&end={(START + dt.timedelta(hours=2)).isoformat()}"
             status, page = call(f"{api}/models/{MODEL}/report?{window}".replace("+", "%2B"))
             (folder / "report.html").write_bytes(page)
+            docs = try_it_out(api, folder)
         finally:
             up.send_signal(signal.SIGTERM)
             code = up.wait(timeout=60)
     return {"banner": banner, "ingested": ingested, "report_status": status, "report": str(folder / "report.html"),
-            "up_exit": code}
+            "up_exit": code, "docs": docs, "api": api}
+
+
+def try_it_out(api: str, folder: Path) -> dict[str, object]:
+    """/docs in headless Chromium, as a user does: Authorize with the token, then Try it out on GET /models."""
+    from tests.integration.browser import Browser
+
+    with Browser(folder / "chromium.log", width=1280, height=2400) as browser:
+        browser.open(f"{api}/docs")
+        operations = browser.wait("Swagger UI's operations", "document.querySelectorAll('.opblock').length")
+        browser.js("document.querySelector('.btn.authorize').click()")
+        browser.wait("the Authorize dialog", "document.querySelector('.modal-ux input') !== null")
+        browser.js(f"""(() => {{
+            const input = document.querySelector('.modal-ux input');
+            Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(input, '{TOKEN}');
+            input.dispatchEvent(new Event('input', {{bubbles: true}}));
+            document.querySelector('.modal-ux .auth-btn-wrapper .authorize').click();
+            document.querySelector('.modal-ux .btn-done').click();
+        }})()""")
+        block = "document.querySelector('#operations-models-models_models_get')"
+        browser.wait("GET /models", f"{block} !== null")
+        browser.js(f"({block}.querySelector('button.opblock-summary-control') || {block}.querySelector('.opblock-summary')).click()")
+        browser.wait("Try it out", f"{block}.querySelector('.try-out__btn') !== null")
+        browser.js(f"{block}.querySelector('.try-out__btn').click()")
+        browser.wait("Execute", f"{block}.querySelector('.execute') !== null")
+        browser.js(f"{block}.querySelector('.execute').click()")
+        status = browser.wait("the response", f"(() => {{ const c = {block}.querySelector("
+                                              "'.live-responses-table tr.response .response-col_status'); "
+                                              "return c && c.textContent.trim(); })()")
+        browser.screenshot(folder / "docs.png")
+        origins = browser.js("[...performance.getEntriesByType('resource')].map(e => new URL(e.name).origin)")
+    return {"operations": operations, "try_it_out_status": str(status)[:3], "resource_origins": sorted(set(origins))}
 
 
 if __name__ == "__main__":

@@ -79,3 +79,7 @@ def test_up_ingest_and_the_report_page_run_without_a_network(tmp_path: Path) -> 
     assert len(page) > 100_000 and page.count(b"<script") >= 1  # Evidently's bundle is inline
     assert EXTERNAL.search(b'<script src="https://cdn.plot.ly/plotly-2.35.2.min.js">')  # the check can fail
     assert EXTERNAL.findall(page) == [], "the report page loads resources from outside"
+    # Issue 17, must-show 7: /docs renders from local assets, Authorize takes a token, Try it out answers 200.
+    docs = result["docs"]
+    assert docs["operations"] >= 20 and docs["try_it_out_status"] == "200", docs
+    assert docs["resource_origins"] == [result["api"]], docs  # nothing from a CDN

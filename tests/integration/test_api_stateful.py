@@ -17,12 +17,11 @@ from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.transport import Response
 
 from alerts import outbox
 from tests.conftest import own_database
-from tests.integration.test_api_schemathesis import AUTH, build_api_schema, httpx_kwargs
+from tests.integration.test_api_schemathesis import AUTH, EXCLUDED_CHECKS, build_api_schema, httpx_kwargs
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +86,7 @@ def test_linked_sequences_expire_real_silences_and_replay_real_deliveries(base_s
             return Response.from_httpx(answer, verify=False)
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):  # type: ignore[no-untyped-def]
-            case.validate_response(response, headers=AUTH, excluded_checks=[positive_data_acceptance])
+            case.validate_response(response, headers=AUTH, excluded_checks=EXCLUDED_CHECKS)
 
     Workflow.run(settings=settings(max_examples=60, stateful_step_count=6, deadline=None, database=None,
                                    derandomize=True, suppress_health_check=list(HealthCheck)))

@@ -418,11 +418,15 @@ def test_the_openapi_document_describes_every_operation_with_examples(api) -> No
         for method, op in item.items():
             assert op.get("description", "").strip(), (method, path)
             assert "401" in op["responses"] or path in ("/healthz", "/readyz"), (method, path)
+            if "401" in op["responses"]:  # so that Swagger UI's Authorize sends the token with Try it out
+                assert op.get("security") == [{"bearer": []}], (method, path)
             for media, content in op.get("requestBody", {}).get("content", {}).items():
                 if content.get("schema", {}).get("format") == "binary":
                     continue
                 has_example = "example" in content or "examples" in content or "$ref" in content.get("schema", {})
                 assert has_example, (method, path, media)
+    assert doc["components"]["securitySchemes"]["bearer"] == {**doc["components"]["securitySchemes"]["bearer"],
+                                                               "type": "http", "scheme": "bearer"}
     ours = {k: v for k, v in doc["components"]["schemas"].items() if "ValidationError" not in k}
     for name, schema in ours.items():
         props = schema.get("properties", {}).values()
