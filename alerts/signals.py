@@ -123,7 +123,7 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
     if kind == "quality":
         assert rule.when.quality is not None
         rows = client.query(
-            f"SELECT window_start, window_end, any(model_version), max(failed), countIf(status != 'no_data'), "
+            f"SELECT window_start, window_end, any(model_version), max(failed), countIf(status NOT IN ('no_data', 'insufficient_data')), "
             f"groupArrayIf(column, failed = 1), max(value), any(threshold) FROM quality_results FINAL "
             f"WHERE model = {{m:String}} AND segment = '' AND check = {{check:String}} AND window_end > {{since:{TS}}} "
             f"GROUP BY window_start, window_end ORDER BY window_start",

@@ -160,6 +160,9 @@ class QualitySpec(Strict):
     max_out_of_range_share: float = Field(0.05, ge=0, le=1)
     max_unseen_share: float = Field(0.05, ge=0, le=1)
     max_dead_letter_rate: float = Field(0.01, ge=0, le=1)
+    min_rows: int = Field(100, ge=1, description="Fewer rows in the window: the share checks say `insufficient_data` "
+                                                 "(one missing value in 8 rows is not a 12% problem); volume is "
+                                                 "still judged.")
     expected_rows: int | None = Field(None, ge=1, description="Rows expected per window; unset: the reference's rate.")
     min_volume_ratio: float = Field(0.5, ge=0)
     max_volume_ratio: float | None = Field(None, gt=0)

@@ -25,7 +25,7 @@ class QualityRow:
     value: float | None
     threshold: float
     failed: bool
-    status: str  # ok | failed | no_data | no_expectation
+    status: str  # ok | failed | no_data | insufficient_data | no_expectation
     rows: int
 
 
@@ -47,9 +47,12 @@ def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def _row(column: str, check: str, value: float | None, threshold: float, rows: int, *, above: bool = True) -> QualityRow:
+def _row(column: str, check: str, value: float | None, threshold: float, rows: int, *, above: bool = True,
+         min_rows: int = 1) -> QualityRow:
     if value is None:
         return QualityRow(column, check, None, threshold, False, "no_data", rows)
+    if rows < min_rows:
+        return QualityRow(column, check, value, threshold, False, "insufficient_data", rows)
     failed = value > threshold if above else value < threshold
     return QualityRow(column, check, value, threshold, failed, "failed" if failed else "ok", rows)
 
@@ -61,15 +64,18 @@ def column_checks(model: ModelSpec, profiles: dict[str, ColumnProfile], summarie
         if p.column.role != "feature":
             continue
         rows = p.current_rows
-        out.append(_row(name, "missing_share", _share(rows - p.current_count, rows), spec.max_missing_share, rows))
+        out.append(_row(name, "missing_share", _share(rows - p.current_count, rows), spec.max_missing_share, rows,
+                        min_rows=spec.min_rows))
         if p.column.type is ColumnType.NUMERIC:
             value = _share(summaries.out_of_range.get(name, 0), p.current_count) if p.reference_count else None
-            out.append(_row(name, "out_of_range_share", value, spec.max_out_of_range_share, rows))
+            out.append(_row(name, "out_of_range_share", value, spec.max_out_of_range_share, rows,
+                            min_rows=spec.min_rows))
         elif name in summaries.counts:
             counts = summaries.counts[name]
             unseen = sum(c for k, c in counts.current.items() if counts.reference.get(k, 0) == 0)
             value = _share(unseen, p.current_count) if p.reference_count else None
-            out.append(_row(name, "unseen_category_share", value, spec.max_unseen_share, rows))
+            out.append(_row(name, "unseen_category_share", value, spec.max_unseen_share, rows,
+                            min_rows=spec.min_rows))
     return out
 
 
@@ -81,7 +87,7 @@ def model_checks(
     dead = int(client.query(DEAD_LETTERS_SQL, parameters={"s": window.start, "e": window.end, "m": model.name},
                             settings=DETECTOR_SETTINGS).result_rows[0][0])
     total = current_rows + dead
-    out = [_row("", "dead_letter_rate", _share(dead, total), spec.max_dead_letter_rate, total)]
+    out = [_row("", "dead_letter_rate", _share(dead, total), spec.max_dead_letter_rate, total, min_rows=spec.min_rows)]
     expected = spec.expected_rows if spec.expected_rows is not None else expected_rows
     if not expected:
         out.append(QualityRow("", "volume_ratio", None, spec.min_volume_ratio, False, "no_expectation", current_rows))

@@ -27,6 +27,8 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -123,9 +125,19 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 0
 
 
+_FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+([A-Za-z][A-Za-z0-9_]*)\s*;?\s*$", re.IGNORECASE)
+
+
 def cmd_db_query(args: argparse.Namespace) -> int:
+    """A read-only query: tab-separated with a header, or as the query's own trailing `FORMAT X` asks."""
     settings = _settings(args)
     client = connect(settings)
+    clause = _FORMAT_CLAUSE.search(args.sql)
+    if clause is not None:  # the client appends its own FORMAT: the user's goes to the server as the format
+        sys.stdout.buffer.write(client.raw_query(args.sql[: clause.start()], settings={"readonly": 2},
+                                                 fmt=clause.group(1)))
+        sys.stdout.flush()
+        return 0
     result = client.query(args.sql, settings={"readonly": 2})
     print("\t".join(result.column_names))
     for row in result.result_rows:
@@ -707,6 +719,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftline: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_format, settings.log_level)
+    try:
+        return _run(args, settings)
+    except BrokenPipeError:  # `driftline db query ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
+        return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if hasattr(args, "handler"):
             extra = (_install_stop_handlers(),) if getattr(args, "needs_stop", False) else ()

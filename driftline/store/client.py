@@ -8,8 +8,10 @@ says what to do instead of a chDB stack trace.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -40,14 +42,17 @@ def connect(settings: Settings, *, database: bool = True) -> Client:
         with _embedded_lock:
             try:
                 client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
-            except Exception as exc:  # chDB reports a held folder as a generic error
+            except Exception as exc:  # chDB reports a held folder as a generic error: ask the folder's lock
                 text = str(exc)
-                if "already initialized" in text or "lock" in text.lower() or "Failed to create connection" in text:
+                if _held_by_a_process(path):
                     raise StoreInUse(
                         f"the embedded ClickHouse folder {path} is in use by another process "
                         "(only one process may open it: stop `driftline up`, or reach it through its API, "
                         "or run a ClickHouse server for several processes)"
                     ) from None
+                if "already initialized" in text:
+                    raise StoreError(f"cannot open the embedded ClickHouse folder {path}: this process already "
+                                     "opened another embedded folder (one per process)") from None
                 raise StoreError(f"cannot open the embedded ClickHouse folder {path}: {text}") from None
         if db:
             client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
@@ -73,3 +78,21 @@ def connect(settings: Settings, *, database: bool = True) -> Client:
         client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
         client.database = db
     return client
+
+
+def _held_by_a_process(path: Path) -> bool:
+    """Whether a running engine holds `path`: ClickHouse keeps an exclusive flock on its `status` file.
+
+    Only this says "in use"; any other failure (permissions, a damaged folder) keeps chDB's own text.
+    """
+    status = path / "status"
+    try:
+        with status.open("rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(held, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+

@@ -156,6 +156,26 @@ def test_insufficient_rows_give_no_verdict(store, tmp_path: Path) -> None:  # ty
     assert json.dumps(result.dataset_drifted) == "false"
 
 
+def test_a_window_of_eight_events_gets_no_quality_verdict_but_its_volume_is_judged(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 (small ones): one missing value among 8 rows was a failed 12.5% missing share, and an alert."""
+    rng = np.random.default_rng(4)
+    name = f"eight-{uuid.uuid4().hex[:6]}"
+    model = spec(name, quality={"expected_rows": 1000}, drift={"prediction": False, "target": False})
+    write_reference(store, model, pd.DataFrame({"amount": rng.normal(0, 1, 2000), "score": rng.uniform(0, 1, 2000),
+                                                "country": rng.choice(["a", "b"], 2000)}), tmp_path)
+    amounts = list(rng.normal(0, 1, 8))
+    amounts[0] = None
+    write_current(store, name, pd.DataFrame({"amount": amounts, "score": rng.uniform(0, 1, 8),
+                                             "country": rng.choice(["a", "b"], 8)}))
+    run_stage(store, model, WINDOW, "drift")
+    quality = {(r[0], r[1]): (r[2], r[3]) for r in store.query(
+        "SELECT column, check, failed, status FROM quality_results FINAL WHERE model = {m:String} AND segment = ''",
+        parameters={"m": name}).result_rows}
+    assert quality[("amount", "missing_share")] == (0, "insufficient_data"), quality
+    assert {status for (column, _), (_, status) in quality.items() if column} == {"insufficient_data"}, quality
+    assert quality[("", "volume_ratio")] == (1, "failed")  # 8 of 1000 expected: that is judged
+
+
 def test_a_constant_column_on_the_binned_path_is_scored_not_an_error(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(5)
     name = f"const-{uuid.uuid4().hex[:6]}"
