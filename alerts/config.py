@@ -100,8 +100,16 @@ Channel = Annotated[EmailChannel | WebhookChannel, Field(discriminator="type")]
 
 
 class DatasetDrift(Strict):
-    fire_share: float = Field(0.5, gt=0, le=1)
-    clear_share: float = Field(0.3, ge=0, le=1)
+    """Fires on the share of drifted features. Unset, `fire_share` is the model's own `drift.share`, so the
+    alert, /status, the dashboards and the report all say the same; a rule that sets another one says so in
+    its emails."""
+
+    fire_share: float | None = Field(None, gt=0, le=1, description="default: the model's drift.share")
+    clear_share: float | None = Field(None, ge=0, le=1, description="default: 0.6 x the firing share")
+
+    def thresholds(self, model_share: float) -> Thresholds:
+        fire = self.fire_share if self.fire_share is not None else model_share
+        return Thresholds(fire, self.clear_share if self.clear_share is not None else round(0.6 * fire, 6))
 
 
 class FeatureDrift(Strict):
@@ -174,8 +182,8 @@ class Condition(Strict):
         if len(given) != 1:
             raise ValueError(f"a rule has exactly one condition (got {', '.join(given) or 'none'}); "
                              "use dataset_drift, feature_drift, multivariate_drift, performance_drop, quality, infra or concept_drift")
-        if self.dataset_drift is not None:
-            Thresholds(self.dataset_drift.fire_share, self.dataset_drift.clear_share)
+        if self.dataset_drift is not None and self.dataset_drift.fire_share is not None:
+            self.dataset_drift.thresholds(self.dataset_drift.fire_share)  # a given clear_share must leave a band
         if self.performance_drop is not None:
             Thresholds(self.performance_drop.fire_drop, self.performance_drop.clear_drop)
         return self
@@ -197,11 +205,12 @@ class Rule(Strict):
     routes: tuple[Identifier, ...] = Field(min_length=1)
     labels: dict[Identifier, str] = Field(default_factory=dict)
 
-    def thresholds(self) -> Thresholds:
-        """Feature drift, multivariate drift and quality are verdicts (1 bad, 0 good); the others have thresholds."""
+    def thresholds(self, model_share: float = 0.5) -> Thresholds:
+        """Feature drift, multivariate drift and quality are verdicts (1 bad, 0 good); the others have thresholds.
+        `model_share`: the model's dataset drift share, the default of a dataset drift rule."""
         w = self.when
         if w.dataset_drift is not None:
-            return Thresholds(w.dataset_drift.fire_share, w.dataset_drift.clear_share)
+            return w.dataset_drift.thresholds(model_share)
         if w.performance_drop is not None:
             return Thresholds(w.performance_drop.fire_drop, w.performance_drop.clear_drop)
         if w.infra is not None:

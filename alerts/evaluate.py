@@ -104,7 +104,7 @@ class Evaluator:
         for r in sorted(mine, key=lambda r: r.evaluated_until or dt.datetime.min.replace(tzinfo=UTC)):
             current[r.subject] = r  # the most recently evaluated version of each subject
         touched: set[str] = set()
-        thresholds = rule.thresholds()
+        thresholds = rule.thresholds(model.drift.share)
         for o in observations:
             record = current.get(o.subject)
             version = o.model_version or (record.model_version if record else "")

@@ -74,7 +74,15 @@ def describe(n: Notice) -> str:
     if n.event == "resolved":
         return f"{r.rule}: resolved ({r.kind.replace('_', ' ')} {r.subject or ''} back within bounds)".replace("  ", " ")
     if r.kind == "dataset_drift":
-        return f"{r.rule}: {_fmt(n.value and n.value * 100)}% of features drifted"
+        drifted = f"{r.rule}: {_fmt(n.value and n.value * 100)}% of features drifted"
+        rule_share, model_share = d.get("rule_share"), d.get("model_share")
+        if rule_share is None or model_share is None:
+            return drifted
+        if rule_share == model_share:
+            return f"{drifted} (the model's dataset drift threshold: {_fmt(model_share * 100)}%)"
+        verdict = "drifted" if d.get("status") == "drifted" else "not drifted"
+        return (f"{drifted}; this rule fires at {_fmt(rule_share * 100)}%, while the model's dataset drift verdict "
+                f"(/status, dashboards, report) uses {_fmt(model_share * 100)}% and says {verdict}")
     if r.kind == "feature_drift":
         return (f"{r.rule}: feature {r.subject} drifted ({d.get('method')} {_fmt(d.get('score'))}, "
                 f"threshold {_fmt(d.get('threshold'))})")

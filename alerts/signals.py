@@ -67,7 +67,10 @@ def observe(client: Client, rule: Rule, model: ModelSpec, since: dt.datetime, no
             f"SELECT window_start, window_end, model_version, score, status, current_rows FROM drift_results FINAL "
             f"WHERE model = {{m:String}} AND segment = '' AND column = {{c:String}} AND window_end > {{since:{TS}}} "
             f"ORDER BY window_start", parameters={**base, "c": DATASET_COLUMN}).result_rows
-        return [Observation(_window(s, e), v, "", score if status in JUDGED else None, {"status": status})
+        assert rule.when.dataset_drift is not None
+        shares = {"rule_share": rule.when.dataset_drift.thresholds(model.drift.share).fire,
+                  "model_share": model.drift.share}
+        return [Observation(_window(s, e), v, "", score if status in JUDGED else None, {"status": status, **shares})
                 for s, e, v, score, status, _rows in rows]
     if kind == "feature_drift":
         assert rule.when.feature_drift is not None

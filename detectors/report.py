@@ -3,13 +3,20 @@
 Evidently needs the rows in pandas, so the report works on a bounded,
 deterministic sample of each side (`detectors/sample.py`): the same window
 always gives the same report. The verdicts Driftline stores
-come from the full window (`drift_results`); the report is for looking.
+come from the full window (`drift_results`). So that the report agrees with
+them, Evidently is given each feature's stored method and threshold and the
+model's dataset share, and the page opens with Driftline's own verdict: an
+owner who reads "critical" in the email must not read "not detected" below
+it without being told why (a sample, a multiple-testing correction or an
+effect-size gate are what can still make them differ).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
+from dataclasses import dataclass
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -18,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 from detectors.config import ModelSpec
 from detectors.schedule import last_complete_window
 from detectors.sample import sample_frames
-from detectors.sources import Window
+from detectors.sources import TS, Window
 from detectors.summaries import ColumnType
 
 
@@ -65,12 +72,62 @@ def render_report(client: Client, model: ModelSpec, window: Window, *, sample_ro
     if prediction:
         (numeric if reference[prediction[0]].dtype.kind == "f" else categorical).append(prediction[0])
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset()]).run(
+    verdict = stored_verdict(client, model, window)
+    judged = [c for c in verdict.methods if c in reference.columns] or list(model.features)
+    preset = DataDriftPreset(columns=judged, drift_share=model.drift.share,
+                             per_column_method={c: m for c, m in verdict.methods.items() if c in judged} or None,
+                             per_column_threshold={c: t for c, t in verdict.thresholds.items() if c in judged} or None)
+    snapshot = Report([preset]).run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
         name=f"{model.name} {window}",
     )
-    return escape_embedded_data(snapshot.get_html_str(as_iframe=False))
+    page = escape_embedded_data(snapshot.get_html_str(as_iframe=False))
+    return with_banner(page, verdict.banner(model, len(reference), len(current)))
+
+
+@dataclass
+class StoredVerdict:
+    """The detector's verdict on a window: the dataset row and each judged feature's method and threshold."""
+
+    status: str | None
+    drifted: int
+    judged: int
+    methods: dict[str, str]
+    thresholds: dict[str, float]
+
+    def banner(self, model: ModelSpec, reference_rows: int, current_rows: int) -> str:
+        share = f"the model's dataset threshold: a share of {model.drift.share:g} of its features"
+        if self.status is None:
+            said = "Driftline has not judged this window yet"
+        elif self.status in ("ok", "drifted"):
+            said = (f"Driftline's verdict on this window: dataset drift {'DETECTED' if self.status == 'drifted' else 'not detected'}"
+                    f", {self.drifted} of {self.judged} features drifted ({share})")
+        else:
+            said = f"Driftline's verdict on this window: {self.status.replace('_', ' ')} ({share})"
+        return (f"{said}. Below, Evidently recomputes it with the same methods and thresholds on samples of "
+                f"{reference_rows} reference and {current_rows} current rows; the verdict above comes from every row, "
+                "with any multiple-testing correction or effect-size gate the model sets, and is the one alerts use.")
+
+
+def stored_verdict(client: Client, model: ModelSpec, window: Window) -> StoredVerdict:
+    rows = client.query(
+        f"SELECT column, column_role, method, threshold, status, drifted, score FROM drift_results FINAL "
+        f"WHERE model = {{m:String}} AND segment = '' AND window_start = {{s:{TS}}} AND window_end = {{e:{TS}}}",
+        parameters={"m": model.name, "s": window.start, "e": window.end}).result_rows
+    features = [r for r in rows if r[1] == "feature" and r[4] in ("ok", "drifted")]
+    dataset = next((r for r in rows if r[1] == "dataset"), None)
+    return StoredVerdict(status=str(dataset[4]) if dataset else None, drifted=sum(int(r[5]) for r in features),
+                         judged=len(features), methods={str(r[0]): str(r[2]) for r in features},
+                         thresholds={str(r[0]): float(r[3]) for r in features})
+
+
+def with_banner(page: str, text: str) -> str:
+    """`page` with `text` (escaped) as a bar at the top of its body."""
+    bar = (f'<div role="note" style="font:14px sans-serif;padding:10px 16px;background:#fff4e5;'
+           f'border-bottom:1px solid #e0a040">{html.escape(text)}</div>')
+    found = re.search(r"<body[^>]*>", page)
+    return page[: found.end()] + bar + page[found.end():] if found else bar + page
 
 
 # Evidently's page holds its data as two JavaScript assignments, one line each (JSON has no raw line breaks):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from email import message_from_bytes
+from email import policy as email_policy
 import uuid
 
+from alerts import outbox
 from alerts.evaluate import Evaluator
 from collector.replay import write_events
 from detectors.results import PERFORMANCE_COLUMNS, QUALITY_COLUMNS
@@ -131,3 +134,25 @@ def test_a_window_whose_labels_never_come_does_not_hold_back_later_performance_a
     assert "(0 of 1000)" in waiting[0]["message"]
     overdue = label_gaps(store, spec, hour(DAY, 7).end)
     assert overdue[0]["state"] == "overdue" and "no labels came for window" in overdue[0]["message"]
+
+
+def test_a_dataset_drift_rule_uses_the_model_s_share_unless_it_says_otherwise(store) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17, item 6: /status said `ok` while the email said critical (two thresholds). A rule without
+    fire_share now fires exactly when the model's verdict is `drifted`; one with its own share says so."""
+    plain, own = f"share-{tag()}", f"own-{tag()}"
+    for name, when in ((plain, {}), (own, {"fire_share": 0.6})):
+        evaluator = Evaluator(store, registry_of(name, drift={"share": 0.3}), alert_config(
+            name, channels=email(name), rules=[{"name": "dataset", "for": 1, "clear_for": 1,
+                                                "when": {"dataset_drift": when}}]))
+        write_drift(store, name, hour(DAY, 0), share=1 / 3, drifted=("x1",), status="drifted")  # the model: drifted
+        first = evaluator.evaluate(name, now=hour(DAY, 0).end + dt.timedelta(minutes=1)).queued
+        write_drift(store, name, hour(DAY, 1), share=2 / 3, drifted=("x1", "c"), status="drifted")
+        second = evaluator.evaluate(name, now=hour(DAY, 1).end + dt.timedelta(minutes=1)).queued
+        if name == plain:
+            assert len(first) == 1 and "(the model's dataset drift threshold: 30%)" in first[0].subject, first
+        else:
+            assert first == [] and len(second) == 1, (first, second)
+            message = message_from_bytes(outbox.body_of(store, second[0].delivery_id), policy=email_policy.default)
+            body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            assert "this rule fires at 60%, while the model's dataset drift verdict" in body
+            assert "uses 30% and says drifted" in body
