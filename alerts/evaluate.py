@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
+from email.utils import format_datetime
 
 from clickhouse_connect.driver.client import Client
 
@@ -273,6 +274,7 @@ class Evaluator:
                         attachments.append((f"drift-report-{model.name}.html", report, "text/html"))
                 message = build_message(channel, subject=subject, text=text, html=page, attachments=attachments)
                 message["Message-ID"] = f"<{did}@driftline>"  # the same on every attempt: clients can dedupe
+                message["Date"] = format_datetime(now)  # when the alert was queued, not when a retry got through
                 body = bytes(message)
             kind = "email" if isinstance(channel, EmailChannel) else "webhook"
             items.append((outbox.Delivery(did, name, kind, model.name, event, [n.record.fingerprint for n in group],

@@ -21,6 +21,7 @@ from clickhouse_connect.driver.client import Client
 from alerts.payload import DriftedFeature, Links, MetricDrop, RetrainRequest
 from alerts.payload import Window as PayloadWindow
 from alerts.store import AlertRecord
+from detectors.performance import LOWER_IS_BETTER
 from detectors.sources import TS, Window
 from driftline.api.links import DEFAULT_LIFETIME, report_url
 
@@ -94,8 +95,12 @@ def describe(n: Notice) -> str:
                  for m, v in sorted(methods.items()) if v.get("status") == "drifted"]
         return f"{r.rule}: the features' joint distribution drifted: {', '.join(moved) or 'see the dashboard'}"
     if r.kind == "performance_drop":
-        return (f"{r.rule}: {r.subject} {_fmt(d.get('value'))} against baseline {_fmt(d.get('baseline'))} "
-                f"(drop {_fmt(n.value)}, {d.get('labelled_rows', 0)} labels)")
+        # An error metric that got worse rose; a score that got worse fell: say which, and by how much.
+        moved = "rose" if r.subject in LOWER_IS_BETTER else "fell"
+        change = (f"+{_fmt(n.value and n.value * 100)}%" if r.subject in LOWER_IS_BETTER
+                  else f"-{_fmt(n.value)}")
+        return (f"{r.rule}: {r.subject} {moved} to {_fmt(d.get('value'))} from a baseline of {_fmt(d.get('baseline'))} "
+                f"({change}, {d.get('labelled_rows', 0)} labels)")
     if r.kind == "quality":
         cols = ", ".join(d.get("columns") or []) or "the model"
         return f"{r.rule}: {r.subject} failed on {cols} (worst {_fmt(d.get('value'))}, threshold {_fmt(d.get('threshold'))})"
@@ -128,6 +133,8 @@ def email_content(model: str, version: str, notices: list[Notice], features: lis
         lines += ["", f"Dashboard: {link.dashboard}"]
     if link.report:
         lines.append(f"Drift report: {link.report}")
+    elif not link.dashboard:
+        lines += ["", "(No links: the service has no DRIFTLINE_PUBLIC_URL or DRIFTLINE_GRAFANA_URL set.)"]
     text = "\n".join(lines) + "\n"
 
     e = html.escape

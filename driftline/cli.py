@@ -222,6 +222,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         if registry is None:
             raise ConfigError(f"{settings.alerts_file} exists but there is no model registry at {settings.models_file}")
         alert_config, _ = load_alert_config(settings, registry=registry)
+        if not settings.public_url:
+            log.warning("DRIFTLINE_PUBLIC_URL is unset: alert emails and webhooks carry no link to the drift report "
+                        "(set it to the address users reach this service's API at)")
     redactor = privacy_redactor(settings, registry)  # shared by the collector and HTTP ingest; a reload replaces it
     gate = ModelGate.from_registry(registry)  # the same: the model names events are counted against
     _migrate(settings)

@@ -66,7 +66,7 @@ def test_quality_and_performance_conditions(store) -> None:  # type: ignore[no-u
                                                 ("missing", "resolved", 4)]
     subjects = [d.subject for d in queued]
     assert any("missing_share failed on x1" in s for s in subjects)  # the first firing email names the column
-    assert any("mae 1.5 against baseline 1" in s for s in subjects)
+    assert any("mae rose to 1.5 from a baseline of 1 (+50%" in s for s in subjects)  # an error that rose, rose
 
 
 def test_default_inhibition_dataset_over_features_and_quality_over_drift(store) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import email.utils
 import hashlib
 import socket
 import threading
@@ -233,6 +234,8 @@ def test_the_alert_email_and_its_attached_report_never_run_values_from_the_data(
     assert len(queued) == 1
     message = email.message_from_bytes(outbox.body_of(client, queued[0].delivery_id), policy=email.policy.default)
     page = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert message["Message-ID"].endswith("@driftline>")
+    assert abs(email.utils.parsedate_to_datetime(message["Date"]) - WINDOW.end) < dt.timedelta(seconds=1)  # queued
     attached = [a for a in message.iter_attachments() if a.get_filename() == f"drift-report-{hostile}.html"]
     assert attached, "the report is attached"
     report = attached[0].get_content()
