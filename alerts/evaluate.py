@@ -235,6 +235,16 @@ class Evaluator:
         items: list[tuple[outbox.Delivery, bytes]] = []
         notified: dict[str, AlertRecord] = {}
         features_of: dict[Window, list[DriftedFeature]] = {}  # one query per window, not per channel
+        held: dict[str, dt.datetime] = {}  # webhook channel -> its last trigger, for those its cooldown holds back
+        for name, event in groups:
+            channel = self.config.channels[name]
+            if isinstance(channel, WebhookChannel) and event == "firing":
+                last = outbox.last_webhook_at(self.client, name, model.name)
+                if last is not None and now - last < channel.cooldown:
+                    held[name] = last
+        notes = [f"Retraining was not triggered through {name!r}: its cooldown "
+                 f"({self.config.channels[name].cooldown}) since the last trigger at {last.isoformat()} has not "  # type: ignore[union-attr]
+                 "passed." for name, last in sorted(held.items())]
         for (name, event), group in sorted(groups.items()):
             channel = self.config.channels[name]
             group.sort(key=lambda n: (n.record.rule, n.record.subject))
@@ -244,11 +254,10 @@ class Evaluator:
             if isinstance(channel, WebhookChannel):
                 if event != "firing":
                     continue  # retraining is for problems; recoveries go to people
-                last = outbox.last_webhook_at(self.client, name, model.name)
-                if last is not None and now - last < channel.cooldown:
+                if name in held:
                     for n in group:
                         events.append(event_of(n.record, "cooldown", now, detail=f"{name}: last retrain trigger "
-                                                                                   f"{last.isoformat()}"))
+                                                                                   f"{held[name].isoformat()}"))
                     continue
             key = [f"{n.record.fingerprint}:{n.record.active_since}:{n.record.notifications}" for n in group]
             did = outbox.delivery_id(name, event, *key)
@@ -266,7 +275,8 @@ class Evaluator:
                 body = encode(PRESETS[channel.preset](request))
                 subject = f"retrain {model.name}"
             else:
-                subject, text, page = email_content(model.name, version, group, features, link)
+                subject, text, page = email_content(model.name, version, group, features, link,
+                                                    notes=notes if event == "firing" else [])
                 attachments = []
                 if event == "firing" and channel.attach_report and any(n.record.kind in DRIFT_KINDS for n in group):
                     report = self._report(model, latest)

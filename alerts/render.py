@@ -111,8 +111,9 @@ def describe(n: Notice) -> str:
 
 
 def email_content(model: str, version: str, notices: list[Notice], features: list[DriftedFeature],
-                  link: Links) -> tuple[str, str, str]:
-    """(subject, text, html) of one email about `notices` of one model."""
+                  link: Links, *, notes: list[str] | tuple[str, ...] = ()) -> tuple[str, str, str]:
+    """(subject, text, html) of one email about `notices` of one model; `notes`: what else the owner should
+    know (a retrain webhook held back by its cooldown)."""
     firing = [n for n in notices if n.event == "firing"]
     state = "FIRING" if firing else "RESOLVED"
     worst = max((n.record.severity for n in notices), key=["info", "warning", "critical"].index)
@@ -129,6 +130,8 @@ def email_content(model: str, version: str, notices: list[Notice], features: lis
         lines += ["", "Drifted features in the latest window:"]
         lines += [f"- {f.name}: {f.method} {_fmt(f.score)} (threshold {_fmt(f.threshold)}"
                   f"{'' if f.p_value is None else f', p-value {_fmt(f.p_value)}'})" for f in features]
+    if notes:
+        lines += ["", *notes]
     if link.dashboard:
         lines += ["", f"Dashboard: {link.dashboard}"]
     if link.report:
@@ -151,8 +154,9 @@ def email_content(model: str, version: str, notices: list[Notice], features: lis
                  f"{body}</table>")
     anchors = "".join(f'<p><a href="{e(url)}">{label}</a></p>' for label, url in
                       (("Open the dashboard", link.dashboard), ("Open the drift report", link.report)) if url)
+    remarks = "".join(f"<p>{e(note)}</p>" for note in notes)
     page = (f"<html><body><h2>[{state}] model {e(model)} (version {e(version or 'unknown')})</h2>"
-            f"<ul>{items}</ul>{table}{anchors}</body></html>")
+            f"<ul>{items}</ul>{table}{remarks}{anchors}</body></html>")
     return subject, text, page
 
 

@@ -10,14 +10,18 @@ hours it allows them, and the audit trail must say why the others were not sent.
 from __future__ import annotations
 
 import datetime as dt
+from email import message_from_bytes
+from email import policy as email_policy
 
 import pytest
 
+from alerts import outbox
 from alerts.evaluate import Evaluator
 from alerts.silences import Matcher, create_silence, expire_silence
 from tests.integration.alerting import UTC, alert_config, hour, registry_of, tag, write_drift
 
 DAY = dt.datetime(2026, 7, 1, tzinfo=UTC)
+COOLDOWN_LINES: dict[str, dict[int, bool]] = {}  # model -> hour of a firing email -> it says a retrain was held
 
 
 def channels(name: str) -> dict[str, object]:
@@ -47,6 +51,10 @@ def run_day(store, name: str, *, silence_hours: tuple[int, int] | None) -> dict[
                     drifted=("x1", "c") if drifted else ())
         for d in evaluator.evaluate(name, now=now).queued:
             sent["resolved" if d.event == "resolved" else d.kind].append(h)
+            if d.kind == "email" and d.event == "firing":
+                COOLDOWN_LINES.setdefault(name, {})[h] = "Retraining was not triggered" in message_from_bytes(
+                    outbox.body_of(store, d.delivery_id), policy=email_policy.default).get_body(
+                    ("plain",)).get_content()  # type: ignore[union-attr]
     if silence is not None:
         with pytest.raises(ValueError, match="already ended"):
             expire_silence(store, silence.id, author="alice", now=DAY + dt.timedelta(hours=23))
@@ -65,6 +73,8 @@ def test_repeat_interval_and_cooldown_over_a_day(store) -> None:  # type: ignore
     counts = dict(events)
     assert counts["fired"] == 1 and counts["resolved"] == 1
     assert counts["cooldown"] == 3  # 05, 13 and 21: the email went, the retrain trigger was held back
+    # ... and those emails say so (issue 17, item 7); the ones sent with a retrain trigger do not.
+    assert COOLDOWN_LINES[name] == {1: False, 5: True, 9: False, 13: True, 17: False, 21: True}
     assert counts["queued"] == 6 + 3 + 1
     state = store.query("SELECT status, notifications FROM alert_states FINAL WHERE model = {m:String}",
                         parameters={"m": name}).result_rows
