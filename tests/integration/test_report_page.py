@@ -224,8 +224,10 @@ def test_the_alert_email_and_its_attached_report_never_run_values_from_the_data(
     """Issue 16, must-show 1 (email): the HTML part and the attached report, exactly as queued for SMTP, opened
     from disk in headless Chromium: no CSP protects a saved attachment, so the escaping alone must hold."""
     hostile, client = str(served["hostile"]), served["client"]
-    config = alert_config(hostile, channels={"owners": {"type": "email", "to": ["owner@example.com"],
-                                                        "attach_report": True}},
+    # A channel name of its own: the outbox is shared, and a dispatcher of another test on a channel named
+    # like this one would send this test's email to its own inbox.
+    config = alert_config(hostile, channels={f"owners-{hostile}": {"type": "email", "to": ["owner@example.com"],
+                                                                   "attach_report": True}},
                           rules=[{"name": "dataset-drift", "for": 1, "labels": {"team": XSS[0], "note": XSS[1]},
                                   "when": {"dataset_drift": {"fire_share": 0.5}}}])
     write_drift(client, hostile, WINDOW, share=0.67, drifted=("x1", "c"))
