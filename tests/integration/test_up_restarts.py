@@ -122,6 +122,7 @@ STOPS = ("SIGTERM", "SIGKILL", "SIGTERM", "SIGKILL", "SIGKILL")
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+@pytest.mark.xdist_group("fault")  # on the fault suite's worker: never beside its kill scenarios (see below)
 def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_and_counts_what_it_lost(
         tmp_path: Path) -> None:
     """Two clean stops and three kills of `up` while a PredictionLogger in another process logs 100 events/s.
