@@ -112,7 +112,7 @@ class StoredVerdict:
 
 def stored_verdict(client: Client, model: ModelSpec, window: Window) -> StoredVerdict:
     rows = client.query(
-        f"SELECT column, column_role, method, threshold, status, drifted, score FROM drift_results FINAL "
+        f"SELECT column, column_role, method, threshold, status, drifted FROM drift_results FINAL "
         f"WHERE model = {{m:String}} AND segment = '' AND window_start = {{s:{TS}}} AND window_end = {{e:{TS}}}",
         parameters={"m": model.name, "s": window.start, "e": window.end}).result_rows
     features = [r for r in rows if r[1] == "feature" and r[4] in ("ok", "drifted")]

@@ -206,17 +206,8 @@ def test_values_from_the_data_never_run_as_code_in_the_report_page(served, tmp_p
     assert "\u2028" not in page and "\u2029" not in page  # raw, they end a JavaScript line in older engines
     with Browser(tmp_path / "chromium.log") as browser:
         browser.open(url)
-        rows = browser.wait("the report's table", "document.querySelectorAll('tr[data-testid=mtablebodyrow]').length")
-        assert rows >= 3
-        browser.js("document.querySelectorAll('button[aria-label=\"Detail panel visibility toggle\"]')"
-                   ".forEach(b => b.click())")
-        browser.wait("a chart in every detail panel", "[...document.querySelectorAll('tr[data-testid=mtablebodyrow]')]"
-                     ".every(r => r.nextElementSibling && r.nextElementSibling.querySelector('.js-plotly-plot'))")
-        time.sleep(0.5)
-        assert browser.js("typeof window.__xss") == "undefined"
-        assert browser.js("document.querySelectorAll('img[src=x], svg[onload]').length") == 0
+        shown = hostile_report_shown_as_text(browser)
         assert browser.js("window.origin") == "null"  # sandboxed: an opaque origin, not the service's
-        shown = browser.js("[...document.querySelectorAll('svg text, td')].map(e => e.textContent).join('\\n')")
     assert "javascript:window.__xss = 3" in shown, "the hostile values are rendered, as text"
 
 
@@ -251,17 +242,22 @@ def test_the_alert_email_and_its_attached_report_never_run_values_from_the_data(
         assert browser.js("typeof window.__xss") == "undefined"
         assert browser.js("document.querySelectorAll('img[src=x], svg[onload], script').length") == 0
         browser.open((tmp_path / "report.html").as_uri())
-        assert browser.wait("the report's table",
-                            "document.querySelectorAll('tr[data-testid=mtablebodyrow]').length") >= 3
-        browser.js("document.querySelectorAll('button[aria-label=\"Detail panel visibility toggle\"]')"
-                   ".forEach(b => b.click())")
-        browser.wait("a chart in every detail panel", "[...document.querySelectorAll('tr[data-testid=mtablebodyrow]')]"
-                     ".every(r => r.nextElementSibling && r.nextElementSibling.querySelector('.js-plotly-plot'))")
-        time.sleep(0.5)
-        assert browser.js("typeof window.__xss") == "undefined"
-        assert browser.js("document.querySelectorAll('img[src=x], svg[onload]').length") == 0
-        shown = browser.js("[...document.querySelectorAll('svg text, td')].map(e => e.textContent).join('\\n')")
+        shown = hostile_report_shown_as_text(browser)
     assert "javascript:window.__xss = 3" in shown, "the hostile values are rendered, as text"
+
+
+def hostile_report_shown_as_text(browser: Browser) -> str:
+    """Open every row of the loaded report (its charts render only then), check that no payload ran, and return
+    the text the table and charts show."""
+    assert browser.wait("the report's table", "document.querySelectorAll('tr[data-testid=mtablebodyrow]').length") >= 3
+    browser.js("document.querySelectorAll('button[aria-label=\"Detail panel visibility toggle\"]')"
+               ".forEach(b => b.click())")
+    browser.wait("a chart in every detail panel", "[...document.querySelectorAll('tr[data-testid=mtablebodyrow]')]"
+                 ".every(r => r.nextElementSibling && r.nextElementSibling.querySelector('.js-plotly-plot'))")
+    time.sleep(0.5)  # Plotly's transitions
+    assert browser.js("typeof window.__xss") == "undefined"
+    assert browser.js("document.querySelectorAll('img[src=x], svg[onload]').length") == 0
+    return str(browser.js("[...document.querySelectorAll('svg text, td')].map(e => e.textContent).join('\\n')"))
 
 
 def get(url: str, **kw: object) -> httpx.Response:
