@@ -93,13 +93,15 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--batch-max-events", type=int, default=Settings.model_fields["batch_max_events"].default)
     ap.add_argument("--bootstrap-servers", help="use this broker instead of starting a local one")
+    ap.add_argument("--gated", action="store_true",
+                    help="put the local broker behind the produce gate, as `up` on the embedded default does")
     ap.add_argument("--no-registry", action="store_true", help="run the collector without a registry's model names")
     args = ap.parse_args()
     global GATED
     GATED = not args.no_registry
     tune_gc_for_throughput()  # as the service does; applies to both measurements
 
-    broker = None if args.bootstrap_servers else LocalBroker().start()
+    broker = None if args.bootstrap_servers else LocalBroker(gated=args.gated).start()
     bootstrap = args.bootstrap_servers or broker.bootstrap_servers  # type: ignore[union-attr]
     store = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
     tag = uuid.uuid4().hex[:8]

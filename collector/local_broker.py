@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from collector.produce_gate import ProduceGate
+
 log = logging.getLogger(__name__)
 
 
@@ -133,12 +135,16 @@ class LocalBroker:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, gated: bool = False) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
         self.pid_file = state_dir / PID_FILE if state_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        # gated: clients reach tansu through a ProduceGate on host:port (tansu listens on a port of its own
+        # and advertises the gate's), so that `hold_produce()` can stop new events before the final read.
+        self._gate: ProduceGate | None = None
+        self._gated = gated
 
     @property
     def pid(self) -> int | None:
@@ -160,9 +166,11 @@ class LocalBroker:
                 "port with DRIFTLINE_LOCAL_BROKER_PORT, or point DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS at that broker"
             )
         url = f"tcp://{self.host}:{self.port}"
+        listen_port = free_port(self.host) if self._gated else self.port
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(broker_binary()), "broker", "--listener-url", f"tcp://{self.host}:{listen_port}",
+             "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -176,17 +184,33 @@ class LocalBroker:
                                        "started_at": time.time(), "parent": os.getpid()}))
             tmp.replace(self.pid_file)
         deadline = time.monotonic() + timeout
-        while not _listening(self.host, self.port):
+        while not _listening(self.host, listen_port):
             if self._proc.poll() is not None:
                 raise BrokerUnavailable(f"the local broker exited with code {self._proc.returncode}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise BrokerUnavailable(f"the local broker did not listen on {url} within {timeout:.0f}s")
             time.sleep(0.05)
+        if self._gated:
+            try:
+                self._gate = ProduceGate(self.host, self.port, (self.host, listen_port)).start()
+            except OSError as exc:
+                self.stop()
+                raise BrokerUnavailable(f"could not listen on {url}: {exc}") from None
         log.info("local broker started", extra={"bootstrap_servers": self.bootstrap_servers, "pid": self._proc.pid})
         return self
 
+    def hold_produce(self) -> bool:
+        """Stop new events at the gate (see collector/produce_gate.py); True once the broker's log end is final.
+
+        Without a gate it cannot be held: False.
+        """
+        return self._gate.hold_produce() if self._gate is not None else False
+
     def stop(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.stop()
         proc, self._proc = self._proc, None
         if proc is None:
             return

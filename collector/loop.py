@@ -128,12 +128,14 @@ class Collector:
         watermark_path: Path | None = None,
         drain_on_stop: bool = False,
         on_drained: Callable[[], None] | None = None,
+        hold_produce: Callable[[], bool] | None = None,
     ) -> None:
         """`watermark_path`: where the log ends seen are kept for counting what a killed in-memory broker lost
         (`up` on the embedded default); `drain_on_stop`: on stop, first read every partition up to its log
         end (the in-memory broker dies with the process); `on_drained` runs right after that final read,
         before the consumer leaves the group (`up` stops its broker there, so nothing it acknowledges
-        afterwards goes unread)."""
+        afterwards goes unread); `hold_produce` runs before that read: once it returns True, the broker
+        acknowledges no new event, so the log end read to is final (collector/produce_gate.py)."""
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
         self.settings = settings
@@ -156,6 +158,7 @@ class Collector:
         self._watermarks = WatermarkFile(watermark_path) if watermark_path is not None else None
         self._drain_on_stop = drain_on_stop
         self._on_drained = on_drained
+        self._hold_produce = hold_produce
         self._last_start_over_check = time.monotonic()
         self._gap_watch = SenderGapWatch(self._store)  # logs what PredictionLoggers sent and was never stored
         sink_client = connect(settings)
@@ -251,9 +254,12 @@ class Collector:
         the first poll after which every partition's position reaches the log end its fetch reported ends
         the read, and `on_drained` (the broker's stop) runs at once, before the batch is written. Only log
         ends reported by fetches sent after the stop began count (collector/fetch_times.py): an older one
-        misses what the broker acknowledged since. What the broker acknowledges between that fetch and its
-        stop is the residue this cannot cover (docs/operations.md, "Restarts and delivery from model services").
+        misses what the broker acknowledged since. With `hold_produce` (`up`'s gated local broker) the broker
+        acknowledges nothing after the read begins; without it, what it acknowledges between that fetch and
+        its stop is lost (docs/operations.md, "Restarts and delivery from model services").
         """
+        if self._hold_produce is not None:
+            self._hold_produce()  # False (logged by the gate): the read goes on, as without a gate
         began = time.monotonic()
         while self._flush_timeout() > 0 and not self.fenced:
             records = self._poll(timeout_ms=100)

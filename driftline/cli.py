@@ -232,7 +232,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     broker = None
     if not settings.kafka_bootstrap_servers:
         # The pid file lets the next `up` on this folder stop a broker this one could not (SIGKILL elsewhere).
-        broker = LocalBroker(settings.local_broker_host, settings.local_broker_port,
+        broker = LocalBroker(settings.local_broker_host, settings.local_broker_port, gated=True,
                              state_dir=settings.embedded_path if settings.is_embedded else None).start()
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), settings.local_broker_partitions)
@@ -246,7 +246,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         collector = Collector(settings, stop_event=stop, redactor=redactor, gate=gate,
                               watermark_path=settings.embedded_path / WATERMARK_FILE
                               if local and settings.is_embedded else None,
-                              drain_on_stop=local, on_drained=broker.stop if broker is not None else None)
+                              drain_on_stop=local, on_drained=broker.stop if broker is not None else None,
+                              hold_produce=broker.hold_produce if broker is not None else None)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         api = start_api(settings, registry, reload=reloader(settings, scheduler, dispatcher), redactor=redactor,
