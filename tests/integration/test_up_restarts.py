@@ -127,21 +127,30 @@ def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_an
         tmp_path: Path) -> None:
     """Two clean stops and three kills of `up` while a PredictionLogger in another process logs 100 events/s.
 
-    A clean stop reads the in-memory broker to its end before the broker stops: nothing is lost. A kill
-    takes with it what the broker held that the collector had not stored; the logger cannot know (the
-    broker acknowledged it), so Driftline counts it: exactly from the logger's sequence numbers, and as a
-    lower bound per partition when the next `up` meets the new incarnation.
+    A clean stop holds new events at the gate, reads the in-memory broker to its end and stops it: nothing
+    is lost. A kill takes with it what the broker held that the collector had not stored; the logger cannot
+    know (the broker acknowledged it), so Driftline counts it: exactly from the logger's sequence numbers,
+    and as a lower bound per partition when the next `up` meets the new incarnation.
+
+    Each stop comes while the logger is being answered by that `up`'s broker: after a restart the logger
+    takes some seconds to find the new broker (a loaded CI machine took longer than the 4 s each `up`
+    lived, and two kills then met no traffic at all and cost nothing).
     """
     port = free_port()
     env = up_env(port)
-    out, stop_file = tmp_path / "logged.json", tmp_path / "stop-logging"
+    out, stop_file, progress = tmp_path / "logged.json", tmp_path / "stop-logging", tmp_path / "latest-ack"
     up = start_up(tmp_path, env)
     logger = subprocess.Popen([sys.executable, "-m", "tests.integration.steady_logger", f"127.0.0.1:{port}", "100",
-                               str(out), str(stop_file)], cwd=Path(__file__).resolve().parents[2])
+                               str(out), str(stop_file), str(progress)], cwd=Path(__file__).resolve().parents[2])
     stops: list[tuple[str, float]] = []
     try:
         for kind in STOPS:
+            started = time.time()
             time.sleep(4)
+            deadline = time.monotonic() + 60
+            while not progress.exists() or float(progress.read_text() or 0) < started + 1:
+                assert time.monotonic() < deadline, "the logger got no acknowledgement from this `up`'s broker"
+                time.sleep(0.1)
             up.send_signal(getattr(signal, kind))
             assert up.wait(timeout=90) == (0 if kind == "SIGTERM" else -signal.SIGKILL), (tmp_path / "up.log").read_text()[-3000:]
             # The stop's time is when its broker stopped answering: it acknowledges nothing after that, and
