@@ -582,12 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
         if kafka:
             p.add_argument("--bootstrap-servers", help="overrides DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS")
 
-    from driftline import cli_alerts, cli_concept, cli_dashboards, cli_demo
+    from driftline import cli_alerts, cli_concept, cli_dashboards, cli_demo, cli_init
 
     cli_alerts.add_parsers(sub, common)
     cli_concept.add_parsers(sub, common)
     cli_dashboards.add_parsers(sub, common)
     cli_demo.add_parsers(sub, common)
+    cli_init.add_parsers(sub, common)
     p = sub.add_parser(
         "up", help="run the whole service (embedded ClickHouse; a local broker if no Kafka is set)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
