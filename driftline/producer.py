@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from driftline.contracts import (
@@ -280,6 +280,42 @@ class PredictionLogger:
         )
         self._send(EventKind.PREDICTION, event, model)
         return event_id
+
+    def log_frame(self, model: str, frame: Any, *, prediction: str = "prediction", proba_prefix: str = "proba_",
+                  label: str | None = None, features: Sequence[str] | None = None, ts: str | None = None,
+                  model_version: str = "1") -> list[str]:
+        """Send each row of a pandas DataFrame as a prediction (and its label, with `label`); returns the event ids.
+
+        The frame's own columns and dtypes are sent as they are (numpy numbers, 1.0 labels, bools): the
+        collector reads them the way the reference upload does, so a frame logged here and the same frame
+        uploaded as the reference agree. Features: every column but the prediction, `proba_prefix<class>`,
+        label and ts columns, unless listed. A missing value (NaN, None, NaT) is sent as missing.
+        """
+        import pandas as pd
+
+        columns = [str(c) for c in frame.columns]
+        if prediction not in columns:
+            raise ValueError(f"no prediction column {prediction!r} in the frame (columns: {', '.join(columns)})")
+        proba_columns = {c[len(proba_prefix):]: c for c in columns if c.startswith(proba_prefix) and c != proba_prefix}
+        outputs = {prediction, label, ts, *proba_columns.values()}
+        names = list(features) if features is not None else [c for c in columns if c not in outputs]
+        missing = [c for c in (*names, label, ts) if c is not None and c not in columns]
+        if missing:
+            raise ValueError(f"column(s) {', '.join(map(repr, missing))} not in the frame")
+        ids = []
+        for row in frame.to_dict("records"):
+            def value(column: str, row: dict[str, Any] = row) -> Any:
+                v = row[column]
+                return None if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else v
+
+            event_id = self.log_prediction(
+                model, {name: value(name) for name in names}, value(prediction), model_version=model_version,
+                proba={cls: value(c) for cls, c in proba_columns.items()} or None,
+                ts=value(ts) if ts else None)
+            if label is not None and value(label) is not None:
+                self.log_label(model, event_id, value(label), ts=value(ts) if ts else None)
+            ids.append(event_id)
+        return ids
 
     def log_label(self, model: str, event_id: str, label: Any, *, ts: Any = None) -> None:
         """Send the ground truth for an earlier prediction."""
