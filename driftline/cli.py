@@ -42,6 +42,7 @@ from driftline.config import Settings, load_settings
 from driftline.logs import setup_logging
 from driftline.privacy import Redactor
 from driftline.store import StoreError, connect, migrate, schema_version
+from driftline.store.client import lend_through_service
 from driftline.store.retention import apply_retention
 from driftline.unknown_models import ModelGate, record_registry, registered_names, unknown_model_counts
 from driftline.yamlfile import ConfigError
@@ -239,6 +240,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     scheduler = None
     dispatcher = None
     api = None
+    store_service = None
     try:
         # On the embedded default the broker keeps events in memory only: the collector reads it to its end
         # before it stops, and keeps the log ends it saw so that the next `up` counts what a kill lost.
@@ -253,6 +255,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         api = start_api(settings, registry, reload=reloader(settings, scheduler, dispatcher), redactor=redactor,
                         gate=gate)
         serve_reloads(run_folder(settings), lambda: reload_configuration(api.ctx))  # SIGHUP, `driftline reload`
+        if settings.is_embedded:  # the CLI's store commands beside this `up` run their queries here
+            store_service = lend_store(settings)
         tune_gc_for_throughput()
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
@@ -264,11 +268,24 @@ def cmd_up(args: argparse.Namespace) -> int:
         if dispatcher is not None:
             dispatcher[0].wake.set()
             dispatcher[1].join(timeout=settings.shutdown_timeout_seconds)
+        if store_service is not None:
+            store_service.close()
         if api is not None:
             api.stop()
             forget(run_folder(settings))
         if broker is not None:
             broker.stop()
+
+
+def lend_store(settings: Settings):  # type: ignore[no-untyped-def]
+    """The store service for commands beside this `up`, or None (logged) when its socket cannot be had."""
+    from driftline.store.service_link import StoreService
+
+    try:
+        return StoreService(settings.embedded_path, lambda: connect(settings))
+    except OSError as exc:  # another process took the socket's name: commands beside `up` answer "in use"
+        log.warning("the store is not lent to commands beside this `up`", extra={"error": str(exc)})
+        return None
 
 
 def start_dispatcher(settings: Settings, alert_config, stop: threading.Event):  # type: ignore[no-untyped-def]
@@ -529,30 +546,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "error" for r in results) else 0
 
 
-def cmd_reference_upload(args: argparse.Namespace) -> int:
-    from detectors.reference import ReferenceError, upload
-    from driftline.names import InvalidName
-
-    settings = _settings(args)
-    registry = _registry(settings, args.models_file)
-    model = registry.get(args.model)
-    client = connect(settings)
-    migrate(client)
-    try:
-        result = upload(client, model, args.name, Path(args.file), prediction_column=args.prediction_column,
-                        label_column=args.label_column, score_column=args.score_column, show_progress=not args.quiet,
-                        model_version=args.model_version)
-    except (ReferenceError, InvalidName) as exc:
-        print(f"driftline reference upload: {exc}", file=sys.stderr)
-        return 2
-    if result.ignored:
-        print(f"driftline reference upload: ignored column(s) the model does not use: {', '.join(result.ignored)} "
-              "(a probability column? name it proba_<class>, or map it in reference.columns)", file=sys.stderr)
-    print(json.dumps({"model": result.model, "reference": result.reference, "rows": result.rows,
-                      "columns": result.columns, "ignored": result.ignored}))
-    return 0
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from detectors.report import write_report
 
@@ -582,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kafka:
             p.add_argument("--bootstrap-servers", help="overrides DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS")
 
-    from driftline import cli_alerts, cli_concept, cli_dashboards, cli_demo, cli_init
+    from driftline import cli_alerts, cli_concept, cli_dashboards, cli_demo, cli_init, cli_reference
 
     cli_alerts.add_parsers(sub, common)
     cli_concept.add_parsers(sub, common)
@@ -630,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     def registry_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--models-file", help="the model registry (default: DRIFTLINE_MODELS_FILE or models.yaml)")
 
+    cli_reference.add_parsers(sub, common, registry_arg)
+
     models = sub.add_parser("models", help="model registry commands").add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND")
     p = models.add_parser("check", help="validate the model registry and list its models")
     common(p)
@@ -646,22 +641,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_timestamp, help="backfill up to this time")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_detect)
-
-    ref = sub.add_parser("reference", help="reference data commands").add_subparsers(dest="reference_command", required=True, metavar="REFERENCE_COMMAND")
-    p = ref.add_parser("upload", help="upload a training sample (CSV or Parquet) as a model's reference")
-    common(p)
-    registry_arg(p)
-    p.add_argument("--model", required=True, help="the model (as named in the registry)")
-    p.add_argument("--name", required=True, help="the reference's name, as the registry's `reference: upload:` names it")
-    p.add_argument("--prediction-column", help="column with the model's output (default: the registry's "
-                   "reference.columns.prediction, else `prediction`; optional in the file)")
-    p.add_argument("--label-column", help="column with the true label (default: reference.columns.label, else `label`)")
-    p.add_argument("--score-column", help="binary models: column with the probability of positive_label "
-                   "(default: reference.columns.score)")
-    p.add_argument("--model-version", help="the model version this sample trained (for `reference: {per_version: true}`)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("file", help="a .csv, .tsv or .parquet file with one column per feature")
-    p.set_defaults(func=cmd_reference_upload)
 
     p = sub.add_parser("report", help="write an Evidently HTML drift report for a model and window")
     common(p)
@@ -713,6 +692,17 @@ def unencodable_argument(args: argparse.Namespace) -> str | None:
     return None
 
 
+# Commands that own what they run (a service, a stream's cursor, the dispatcher) or need no store: they never
+# borrow the store of a running `up` (driftline/store/service_link.py). Every other store command does.
+OWN_THEIR_STORE = {("up",), ("demo",), ("api",), ("collect",), ("simulate",), ("send-example",),
+                   ("deliveries", "run"), ("concept-drift", "run"), ("db", "migrate")}
+
+
+def _borrows_store(args: argparse.Namespace) -> bool:
+    sub = next((getattr(args, name) for name in vars(args) if name.endswith("_command") and name != "command"), None)
+    return (args.command,) not in OWN_THEIR_STORE and (args.command, sub) not in OWN_THEIR_STORE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (bad := unencodable_argument(args)) is not None:
@@ -724,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"driftline: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_format, settings.log_level)
+    lend_through_service(_borrows_store(args))
     try:
         return _run(args, settings)
     except BrokenPipeError:  # `driftline db query ... | head`: the reader has what it wanted

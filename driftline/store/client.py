@@ -23,6 +23,17 @@ from driftline.config import Settings
 log = logging.getLogger(__name__)
 
 _embedded_lock = threading.Lock()
+_through_service = False  # see lend_through_service
+
+
+def lend_through_service(allowed: bool = True) -> None:
+    """Let `connect` reach an embedded folder held by a running `up` through it (driftline/store/service_link.py).
+
+    Off by default: only the CLI's store commands turn it on; `up` itself, and anything that must own the
+    folder, still gets StoreInUse.
+    """
+    global _through_service
+    _through_service = allowed
 
 
 class StoreError(RuntimeError):
@@ -39,6 +50,12 @@ def connect(settings: Settings, *, database: bool = True) -> Client:
     if settings.is_embedded:
         path = settings.embedded_path
         path.mkdir(parents=True, exist_ok=True)
+        if _through_service and _held_by_a_process(path):
+            from driftline.store.service_link import open_service_client
+
+            remote = open_service_client(path, db)
+            if remote is not None:  # the operations the CLI uses, run by the `up` holding the folder
+                return remote  # type: ignore[return-value]
         with _embedded_lock:
             try:
                 client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
@@ -47,8 +64,9 @@ def connect(settings: Settings, *, database: bool = True) -> Client:
                 if _held_by_a_process(path):
                     raise StoreInUse(
                         f"the embedded ClickHouse folder {path} is in use by another process "
-                        "(only one process may open it: stop `driftline up`, or reach it through its API, "
-                        "or run a ClickHouse server for several processes)"
+                        "that does not lend it (only one process may open it; a running `driftline up` lends it to "
+                        "the store commands beside it): stop that process, or run a ClickHouse server for several "
+                        "processes"
                     ) from None
                 if "already initialized" in text:
                     raise StoreError(f"cannot open the embedded ClickHouse folder {path}: this process already "
