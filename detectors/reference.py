@@ -315,3 +315,20 @@ def upload(client: Client, model: ModelSpec, reference: str, path: Path, *, pred
         log.warning("reference columns ignored", extra={"model": model.name, "reference": reference,
                                                         "ignored_columns": layout.ignored})
     return result
+
+
+def stored_references(client: Client, model: str) -> list[dict[str, Any]]:
+    """The references stored for `model`: name, rows, when uploaded (the API's and the CLI's list)."""
+    return client.query(
+        "SELECT reference, count() AS rows, max(uploaded_at) AS uploaded_at FROM reference_rows "
+        "WHERE model = {m:String} GROUP BY reference ORDER BY reference", parameters={"m": model}).named_results()
+
+
+def delete_reference(client: Client, model: str, reference: str) -> int:
+    """Remove reference `reference` of `model`; returns the rows it had (0: there was none)."""
+    rows = int(client.query("SELECT count() FROM reference_rows WHERE model = {m:String} AND reference = {r:String}",
+                            parameters={"m": model, "r": reference}).result_rows[0][0])
+    if rows:
+        client.command("DELETE FROM reference_rows WHERE model = {m:String} AND reference = {r:String}",
+                       parameters={"m": model, "r": reference})
+    return rows

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from pyarrow import ArrowException
 
-from detectors.reference import upload
+from detectors.reference import stored_references, upload
 from detectors.reference_file import MAX_COLUMNS, MAX_DECODED_BYTES, MAX_ROWS, ReferenceError, ReferenceTooLarge
 from driftline.api.auth import Principal
 from driftline.api.context import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, ApiContext
@@ -102,9 +102,6 @@ def router(ctx: ApiContext) -> APIRouter:
     def list_references(model: ModelName, who: Annotated[Principal, Depends(ctx.needs("read"))]) -> list[dict]:
         """The references stored for the model: name, rows, when uploaded."""
         spec = ctx.model_for(model, who)
-        rows = ctx.client.query(
-            "SELECT reference, count() AS rows, max(uploaded_at) AS uploaded_at FROM reference_rows "
-            "WHERE model = {m:String} GROUP BY reference ORDER BY reference", parameters={"m": spec.name})
-        return [json_row(r) for r in rows.named_results()]
+        return [json_row(r) for r in stored_references(ctx.client, spec.name)]
 
     return api
