@@ -32,6 +32,7 @@ from clickhouse_connect.driver.client import Client
 from alerts import outbox
 from alerts.acks import acknowledged, episode
 from alerts.config import AlertConfig, EmailChannel, Rule, WebhookChannel
+from alerts.evidence import FeatureEvidence, feature_evidence
 from alerts.inhibit import inhibitors
 from alerts.lifecycle import AlertState, Status, Transition, step
 from alerts.notify.email import build_message
@@ -235,6 +236,7 @@ class Evaluator:
         items: list[tuple[outbox.Delivery, bytes]] = []
         notified: dict[str, AlertRecord] = {}
         features_of: dict[Window, list[DriftedFeature]] = {}  # one query per window, not per channel
+        evidence_of: dict[tuple[str, Window], dict[str, FeatureEvidence]] = {}  # one sample per window, too
         held: dict[str, dt.datetime] = {}  # webhook channel -> its last trigger, for those its cooldown holds back
         for name, event in groups:
             channel = self.config.channels[name]
@@ -275,14 +277,20 @@ class Evaluator:
                 body = encode(PRESETS[channel.preset](request))
                 subject = f"retrain {model.name}"
             else:
+                evidence = {}
+                if features:
+                    if (model.name, latest.window) not in evidence_of:
+                        evidence_of[(model.name, latest.window)] = self._evidence(model, latest.window, features)
+                    evidence = evidence_of[(model.name, latest.window)]
                 subject, text, page = email_content(model.name, version, group, features, link,
-                                                    notes=notes if event == "firing" else [])
+                                                    notes=notes if event == "firing" else [], evidence=evidence)
                 attachments = []
                 if event == "firing" and channel.attach_report and any(n.record.kind in DRIFT_KINDS for n in group):
                     report = self._report(model, latest)
                     if report is not None:
                         attachments.append((f"drift-report-{model.name}.html", report, "text/html"))
-                message = build_message(channel, subject=subject, text=text, html=page, attachments=attachments)
+                message = build_message(channel, subject=subject, text=text, html=page, attachments=attachments,
+                                        inline_images=[(ev.content_id, ev.png) for ev in evidence.values() if ev.png])
                 message["Message-ID"] = f"<{did}@driftline>"  # the same on every attempt: clients can dedupe
                 message["Date"] = format_datetime(now)  # when the alert was queued, not when a retry got through
                 body = bytes(message)
@@ -290,6 +298,15 @@ class Evaluator:
             items.append((outbox.Delivery(did, name, kind, model.name, event, [n.record.fingerprint for n in group],
                                           subject, "pending", 0, now, "", now), body))
         return items, list(notified.values())
+
+    def _evidence(self, model: ModelSpec, window: Window, features: list[DriftedFeature]) -> dict[str, FeatureEvidence]:
+        """Effect sizes and histograms of the drifted features, or none (logged): an email never waits on them."""
+        try:
+            return feature_evidence(self.client, model, window, [f.name for f in features],
+                                    sample_rows=self.report_rows)
+        except Exception:
+            log.warning("drifted features' histograms not drawn", exc_info=True, extra={"model": model.name})
+            return {}
 
     def _report(self, model: ModelSpec, notice: Notice) -> bytes | None:
         """The Evidently drift report of the notice's window, or None (the email says where to find it)."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from clickhouse_connect.driver.client import Client
 
+from alerts.evidence import FeatureEvidence
 from alerts.payload import DriftedFeature, Links, MetricDrop, RetrainRequest
 from alerts.payload import Window as PayloadWindow
 from alerts.store import AlertRecord
@@ -110,10 +112,25 @@ def describe(n: Notice) -> str:
     return f"{r.rule}: {r.subject} = {_fmt(n.value)}"
 
 
+STATE_COLOURS = {"FIRING": "#b91c1c", "RESOLVED": "#15803d"}
+
+
+def _test_line(f: DriftedFeature) -> str:
+    """The test's own figure against its threshold; a p-value test shows the p-value once, named as such."""
+    if f.p_value is not None:
+        return f"{f.method} p-value {_fmt(f.p_value)} (threshold {_fmt(f.threshold)})"
+    return f"{f.method} {_fmt(f.score)} (threshold {_fmt(f.threshold)})"
+
+
 def email_content(model: str, version: str, notices: list[Notice], features: list[DriftedFeature],
-                  link: Links, *, notes: list[str] | tuple[str, ...] = ()) -> tuple[str, str, str]:
+                  link: Links, *, notes: list[str] | tuple[str, ...] = (),
+                  evidence: Mapping[str, FeatureEvidence] | None = None) -> tuple[str, str, str]:
     """(subject, text, html) of one email about `notices` of one model; `notes`: what else the owner should
-    know (a retrain webhook held back by its cooldown)."""
+    know (a retrain webhook held back by its cooldown); `evidence`: effect sizes and histogram per drifted
+    feature (the HTML refers to each histogram as `cid:<content_id>`: attach them inline).
+
+    The HTML is laid out with tables and inline styles only, which is what mail clients render alike."""
+    evidence = evidence or {}
     firing = [n for n in notices if n.event == "firing"]
     state = "FIRING" if firing else "RESOLVED"
     worst = max((n.record.severity for n in notices), key=["info", "warning", "critical"].index)
@@ -127,9 +144,10 @@ def email_content(model: str, version: str, notices: list[Notice], features: lis
         lines.append(f"  window {n.window.start.isoformat()} to {n.window.end.isoformat()}; since {since}; "
                      f"severity {n.record.severity}; alert {n.record.fingerprint}")
     if features and firing:
-        lines += ["", "Drifted features in the latest window:"]
-        lines += [f"- {f.name}: {f.method} {_fmt(f.score)} (threshold {_fmt(f.threshold)}"
-                  f"{'' if f.p_value is None else f', p-value {_fmt(f.p_value)}'})" for f in features]
+        lines += ["", "Drifted features in the latest window (how far each moved; the test and its threshold):"]
+        for f in features:
+            moved = "; ".join(evidence[f.name].effects) if f.name in evidence else "n/a"
+            lines.append(f"- {f.name}: {moved}; {_test_line(f)}")
     if notes:
         lines += ["", *notes]
     if link.dashboard:
@@ -141,22 +159,45 @@ def email_content(model: str, version: str, notices: list[Notice], features: lis
     text = "\n".join(lines) + "\n"
 
     e = html.escape
+    cell = "padding:8px 10px;border-top:1px solid #e2e8f0;vertical-align:top;font-size:14px"
     items = "".join(
-        f"<li><b>{e(describe(n))}</b><br><small>window {e(n.window.start.isoformat())} to {e(n.window.end.isoformat())}"
-        f"; since {e(n.record.active_since.isoformat() if n.record.active_since else 'n/a')}; severity "
-        f"{e(n.record.severity)}</small></li>" for n in notices)
+        f'<tr><td style="{cell}"><b>{e(describe(n))}</b><br><span style="color:#64748b;font-size:12px">window '
+        f"{e(n.window.start.isoformat())} to {e(n.window.end.isoformat())}; since "
+        f"{e(n.record.active_since.isoformat() if n.record.active_since else 'n/a')}; severity "
+        f"{e(n.record.severity)}</span></td></tr>" for n in notices)
     table = ""
     if features and firing:
-        body = "".join(f"<tr><td>{e(f.name)}</td><td>{e(f.method)}</td><td>{e(_fmt(f.score))}</td>"
-                       f"<td>{e(_fmt(f.threshold))}</td><td>{e(_fmt(f.p_value))}</td></tr>" for f in features)
-        table = ("<h3>Drifted features in the latest window</h3><table border=1 cellpadding=4>"
-                 "<tr><th>feature</th><th>method</th><th>statistic</th><th>threshold</th><th>p-value</th></tr>"
-                 f"{body}</table>")
-    anchors = "".join(f'<p><a href="{e(url)}">{label}</a></p>' for label, url in
+        rows = []
+        for f in features:
+            ev = evidence.get(f.name)
+            moved = "<br>".join(e(x) for x in ev.effects) if ev else "n/a"
+            picture = (f'<img src="cid:{e(ev.content_id)}" alt="{e(f.name)}: reference (grey) and this window '
+                       f'(blue)" style="display:block;border:0"><span style="color:#64748b;font-size:11px">'
+                       f"{e(ev.bins)}</span>") if ev and ev.png else ""
+            rows.append(f'<tr><td style="{cell}"><b>{e(f.name)}</b></td><td style="{cell}">{moved}</td>'
+                        f'<td style="{cell}">{e(_test_line(f))}</td><td style="{cell}">{picture}</td></tr>')
+        head = "".join(f'<th align="left" style="padding:6px 10px;font-size:12px;color:#475569">{h}</th>'
+                       for h in ("feature", "how far it moved", "test", "reference (grey) / this window (blue)"))
+        table = ('<tr><td style="padding:16px 0 4px 0;font-size:16px"><b>Drifted features in the latest window</b>'
+                 '</td></tr><tr><td><table role="presentation" cellpadding="0" cellspacing="0" width="100%">'
+                 f"<tr>{head}</tr>{''.join(rows)}</table></td></tr>")
+    remarks = "".join(f'<tr><td style="padding:8px 0;font-size:14px">{e(note)}</td></tr>' for note in notes)
+    anchors = "".join(f'<a href="{e(url)}" style="color:#1d4ed8;margin-right:16px">{label}</a>' for label, url in
                       (("Open the dashboard", link.dashboard), ("Open the drift report", link.report)) if url)
-    remarks = "".join(f"<p>{e(note)}</p>" for note in notes)
-    page = (f"<html><body><h2>[{state}] model {e(model)} (version {e(version or 'unknown')})</h2>"
-            f"<ul>{items}</ul>{table}{remarks}{anchors}</body></html>")
+    if anchors:
+        anchors = f'<tr><td style="padding:12px 0;font-size:14px">{anchors}</td></tr>'
+    elif not link.dashboard:
+        anchors = ('<tr><td style="padding:12px 0;font-size:12px;color:#64748b">No links: the service has no '
+                   "DRIFTLINE_PUBLIC_URL or DRIFTLINE_GRAFANA_URL set.</td></tr>")
+    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="margin:0;padding:0;'
+            'background:#f1f5f9;font-family:Arial,Helvetica,sans-serif;color:#0f172a">'
+            '<table role="presentation" cellpadding="0" cellspacing="0" width="100%"><tr><td align="center" '
+            'style="padding:16px"><table role="presentation" cellpadding="0" cellspacing="0" width="720" '
+            'style="max-width:720px;background:#ffffff;border:1px solid #e2e8f0">'
+            f'<tr><td style="background:{STATE_COLOURS[state]};color:#ffffff;padding:12px 16px;font-size:18px">'
+            f"<b>{state}</b> &middot; {e(worst)} &middot; model {e(model)} (version {e(version or 'unknown')})</td></tr>"
+            '<tr><td style="padding:8px 16px"><table role="presentation" cellpadding="0" cellspacing="0" width="100%">'
+            f"{items}{table}{remarks}{anchors}</table></td></tr></table></td></tr></table></body></html>")
     return subject, text, page
 
 

@@ -21,8 +21,11 @@ from alerts.notify.outcome import DELIVERED, Outcome
 
 
 def build_message(channel: EmailChannel, *, subject: str, text: str, html: str | None = None,
-                  attachments: Sequence[tuple[str, bytes, str]] = ()) -> EmailMessage:
-    """A plain-text message with an HTML alternative and attachments (filename, content, MIME type)."""
+                  attachments: Sequence[tuple[str, bytes, str]] = (),
+                  inline_images: Sequence[tuple[str, bytes]] = ()) -> EmailMessage:
+    """A plain-text message with an HTML alternative and attachments (filename, content, MIME type).
+
+    `inline_images`: (Content-ID without brackets, PNG) the HTML shows as `cid:` images, related to it."""
     message = EmailMessage(policy=SMTP)
     message["From"] = channel.sender
     message["To"] = ", ".join(channel.to)
@@ -30,6 +33,9 @@ def build_message(channel: EmailChannel, *, subject: str, text: str, html: str |
     message.set_content(text)
     if html is not None:
         message.add_alternative(html, subtype="html")
+        page = message.get_payload()[-1]  # type: ignore[index]
+        for content_id, png in inline_images:
+            page.add_related(png, maintype="image", subtype="png", cid=f"<{content_id}>", disposition="inline")
     for filename, content, mime in attachments:
         maintype, _, subtype = mime.partition("/")
         message.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)

@@ -10,8 +10,11 @@ drift reaches; the email's delay after that window closed is printed.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
+import email.utils
+import json
 import random
 import threading
 import time
@@ -30,6 +33,7 @@ from driftline.cli import start_detectors, start_dispatcher
 from driftline.producer import PredictionLogger
 from tests.conftest import wait_for
 from tests.integration.alerting import tag
+from tests.integration.browser import Browser, distinct_colours
 from tests.integration.receivers import Inbox, Receiver, smtp_server
 
 WINDOW_S = 4.0
@@ -139,7 +143,29 @@ models:
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert f"Model {model}" in text and "x1" in text and "since" in text
     assert "http://grafana.test:3000/d/driftline-model/" in text and "http://driftline.test:8000/models/" in text
-    assert "<li>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert message["Message-ID"].endswith("@driftline>") and email.utils.parsedate_to_datetime(message["Date"])
+    # How far each drifted feature moved, beside its test; one inline histogram per drifted feature.
+    assert "reference SDs" in text and "KS statistic" in text and "normed Wasserstein" in text, text
+    assert "share of 'store'" in text, text  # c: 'store' went from 20% to 70% of rows
+    page_part = message.get_body(("html",))
+    page = page_part.get_content()  # type: ignore[union-attr]
+    drifted = sorted(f["name"] for f in json.loads(receiver.received[0][1])["drifted_features"])
+    images = {part["Content-ID"].strip("<>"): part.get_content() for part in message.walk()
+              if part.get_content_type() == "image/png" and part["Content-ID"]}
+    assert len(images) == len(drifted) >= 2, (drifted, list(images))
+    assert all(f'src="cid:{cid}"' in page and png.startswith(b"\x89PNG") for cid, png in images.items())
+    # The HTML part as a mail client shows it (cid: images resolved), in headless Chromium: looked at.
+    shown = page
+    for cid, png in images.items():
+        shown = shown.replace(f"cid:{cid}", "data:image/png;base64," + base64.b64encode(png).decode())
+    (tmp_path / "email.html").write_text(shown)
+    with Browser(tmp_path / "chromium.log", width=800, height=900) as browser:
+        browser.open((tmp_path / "email.html").as_uri())
+        loaded = browser.wait("the histograms", "[...document.images].length > 0 && [...document.images].every("
+                                                "i => i.complete && i.naturalWidth > 0) && document.images.length")
+        shot = browser.screenshot(tmp_path / "email.png")
+    assert loaded == len(drifted) and distinct_colours(shot) >= 6
+    print(f"\nfiring email screenshot: {shot}")
     report = [a for a in message.iter_attachments() if a.get_filename() == f"drift-report-{model}.html"]
     assert report and len(report[0].get_content()) > 10_000  # the Evidently report
 

@@ -238,7 +238,7 @@ def test_the_alert_email_and_its_attached_report_never_run_values_from_the_data(
     (tmp_path / "report.html").write_text(report)
     with Browser(tmp_path / "chromium.log") as browser:
         browser.open((tmp_path / "email.html").as_uri())
-        assert browser.wait("the email's body", "document.querySelectorAll('li').length") >= 1
+        assert browser.wait("the email's body", "document.querySelectorAll('td b').length") >= 1
         assert browser.js("typeof window.__xss") == "undefined"
         assert browser.js("document.querySelectorAll('img[src=x], svg[onload], script').length") == 0
         browser.open((tmp_path / "report.html").as_uri())
