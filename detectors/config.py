@@ -151,6 +151,10 @@ class DriftSpec(Strict):
 
     @model_validator(mode="after")
     def _method_known(self) -> "DriftSpec":
+        if self.threshold is not None and self.method is None:
+            # It used to be accepted and ignored: two test configs believed they ran at p < 0.001 and ran at 0.05.
+            raise ValueError("threshold is the threshold of the model-wide `method`, which is not set; set "
+                             "methods.numeric_threshold / methods.categorical_threshold, or name a `method`")
         _check_method(self.method, self.threshold, None, "")
         return self
 

@@ -129,8 +129,8 @@ models:
     reference: {{upload: train}}
     window: 2s
     schedule: {{interval: 1s}}
-    drift: {{min_rows: 100, prediction: false, target: false, threshold: 0.001,
-             methods: {{numeric: ks, categorical: chisquare}}}}
+    drift: {{min_rows: 100, prediction: false, target: false,
+             methods: {{numeric: ks, categorical: chisquare, numeric_threshold: 0.001, categorical_threshold: 0.001}}}}
 """)
     (tmp_path / "alerts.yaml").write_text(f"""channels:
   owners: {{type: email, to: [owner@example.com], smtp_host: 127.0.0.1, smtp_port: {smtp_port}, security: none,

@@ -70,8 +70,8 @@ models:
     reference: {{upload: train}}
     window: {int(WINDOW_S)}s
     schedule: {{interval: {int(INTERVAL_S)}s}}
-    drift: {{min_rows: 100, prediction: false, target: false, threshold: 0.001,
-             methods: {{numeric: ks, categorical: chisquare}}}}
+    drift: {{min_rows: 100, prediction: false, target: false,
+             methods: {{numeric: ks, categorical: chisquare, numeric_threshold: 0.001, categorical_threshold: 0.001}}}}
 """)
     # KS and chi-square: at 240 rows a window, the default rule's Wasserstein and Jensen-Shannon (picked for a
     # reference over 1000 rows, as Evidently does) sit near their 0.1 thresholds on undrifted data. A p-value

@@ -66,6 +66,8 @@ BAD = [
      ["model 'churn'", "features.channel", "p-value and must be in (0, 1), got 5"], "channel:"),
     ("negative distance threshold", "method: psi, threshold: 0.2}", "method: psi, threshold: -1}",
      ["model 'churn'", "features.income", "must be > 0, got -1"], "income:"),
+    ("a threshold without the method it is for", "methods: {numeric: ks}", "methods: {numeric: ks}\n      threshold: 0.001",
+     ["model 'churn'", "drift", "model-wide `method`, which is not set", "numeric_threshold"], "    drift:"),
     ("unknown method", "methods: {numeric: ks}", "methods: {numeric: kolmogorov}",
      ["model 'churn'", "drift.methods", "kolmogorov", "ks"], "methods:"),
     ("method for the wrong column type", "method: chisquare}", "method: wasserstein}",
