@@ -79,6 +79,8 @@ def test_store_commands_answer_the_same_beside_a_running_up(tmp_path: Path) -> N
         ("deliveries", "replay", delivery),  # not dead: the same refusal
         ("reference", "delete", "--model", "fraud", "--name", "train"),  # the registry names it: refused alike
         ("alerts", "history", "0" * 16),
+        ("alerts", "ack", "0" * 16, "--comment", "seen"),  # no such alert: the same refusal
+        ("models", "check"),
     ]
     stopped = {cmd: cli(*cmd) for cmd in reads}
     assert stopped[("db", "status")][0] == 0 and '"train"' in stopped[("reference", "list", "--model", "fraud")][1]
