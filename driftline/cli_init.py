@@ -3,8 +3,8 @@
   init FILE --name MODEL   infer the model's entry from a CSV, TSV or Parquet file, add it to models.yaml,
                            write a starter alerts.yaml (when there is none) and upload FILE as its reference
 
-Runs while `up` is stopped (the embedded store takes one process at a time); then `driftline up`, or
-`driftline reload` when the service was started with another store.
+Then `driftline up`; beside a running `up` it works too (the upload goes through that `up`), and
+`driftline reload` makes the service monitor the new model.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
         print(f"warning: {warning}", file=out)
     print(f"added {inferred.name} to {result.models_file}"
           + (f"; wrote a starter {result.alerts_file} (every rule commented)" if result.alerts_file else ""), file=out)
-    print("next: `driftline up`, and log predictions with driftline.producer.PredictionLogger "
-          "(log_frame(df) sends a frame's rows)", file=out)
+    print("next: `driftline up` (when it already runs: `driftline reload`), and log predictions with "
+          "driftline.producer.PredictionLogger (log_frame(df) sends a frame's rows)", file=out)
     print(json.dumps({"model": inferred.name, "task": inferred.task, "features": inferred.features,
                       "reference": {"name": args.reference, "rows": result.uploaded_rows,
                                     "ignored_columns": result.ignored_columns},

@@ -302,8 +302,8 @@ def init_model(frame: pd.DataFrame | str | Path, name: str, *, settings: Any = N
                held_out: bool = False) -> InitResult:
     """Monitor a new model from a frame (or a CSV/Parquet file): its entry, a starter alerts.yaml, its reference.
 
-    The same as `driftline init`, for notebooks. The store must not be in use by a running `up` (its embedded
-    store takes one process at a time); run it before `up`, or reload `up` afterwards.
+    The same as `driftline init`, for notebooks. Beside a running `up` on the embedded store, call
+    `driftline.store.client.lend_through_service()` first (the CLI does), and reload `up` afterwards.
     """
     from detectors.config import load_registry
     from detectors.reference import upload
