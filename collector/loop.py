@@ -26,6 +26,7 @@ from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
 from collector.fetch_guard import UndecodableBatch, guard_fetcher
 from collector.fetch_times import FetchTimes, track_fetch_times
+from collector.metadata_watch import MetadataWatch, watch_metadata
 from collector.incarnations import LOG_END_BELOW_CHECKPOINT, NEW_TOPIC_ID, Incarnations, WatermarkFile, incarnation_key
 from collector.sender_gaps import SenderGapWatch
 from collector.sink import ClickHouseSink
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
 GC_GEN0_THRESHOLD = 50_000
 IDLE_FLUSH_AGE_S = 0.2
-START_OVER_CHECK_EVERY_S = 1.0
+START_OVER_CHECK_EVERY_S = 1.0  # the log-end check of _maybe_check_start_over
 
 
 def tune_gc_for_throughput() -> None:
@@ -159,6 +160,8 @@ class Collector:
         self._drain_on_stop = drain_on_stop
         self._on_drained = on_drained
         self._hold_produce = hold_produce
+        self._moved: dict[Partition, str] = {}  # partitions whose fetched records came from a new incarnation
+        self._held: dict[Partition, list] = {}  # type: ignore[type-arg]  # records waiting for current metadata
         self._last_start_over_check = time.monotonic()
         self._gap_watch = SenderGapWatch(self._store)  # logs what PredictionLoggers sent and was never stored
         sink_client = connect(settings)
@@ -169,6 +172,7 @@ class Collector:
         )
         self._consumer: KafkaConsumer | None = None
         self._fetch_times: FetchTimes | None = None
+        self._metadata: MetadataWatch | None = None
         self._unreachable_logged = -1e9  # when "broker unreachable" was last logged (once per 10 s at most)
         self._last_progress = time.monotonic()
         self._shutdown_deadline: float | None = None  # one shutdown timeout bounds the whole stop
@@ -195,6 +199,7 @@ class Collector:
         self._consumer = KafkaConsumer(**consumer_config(s, client_id=self.collector_id))
         guard_fetcher(self._consumer)  # an undecodable batch raises UndecodableBatch, see _poll
         self._fetch_times = track_fetch_times(self._consumer)  # how fresh each log end is, see _at_log_end
+        self._metadata = watch_metadata(self._consumer)  # records fetched before it is current wait, see _add
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         log.info("collector started", extra={"collector": self.collector_id, "topics": self._topics,
                                               "store": s.redacted_clickhouse_url()})
@@ -313,40 +318,57 @@ class Collector:
             return
         consumer = self._consumer
         assert consumer is not None
+        if self._metadata is not None and self._metadata.stale:
+            return  # a log end fetched now may be a new incarnation's: it would count as the old one's loss
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
-            if high is not None:
-                key = (tp.topic, tp.partition)
+            key = (tp.topic, tp.partition)
+            known = self._topic_ids.get(key, "")
+            if high is not None and key not in self._held and key not in self._moved \
+                    and self._topic_id(tp.topic) in ("", known):
                 base = self._bases.get(key, 0)
-                marks.raise_to(key, incarnation_key(self._topic_ids.get(key, ""), base), high + base)
+                marks.raise_to(key, incarnation_key(known, base), high + base)
         marks.save()
 
     def _maybe_check_start_over(self) -> None:
-        """Once a second: a partition whose topic id changed, or whose log ends below our position, started over."""
-        now = time.monotonic()
-        if now - self._last_start_over_check < START_OVER_CHECK_EVERY_S:
-            return
-        self._last_start_over_check = now
+        """A partition whose topic id changed (checked after every poll), or whose log ends below our position
+        (checked once a second), started over.
+
+        The topic id after every poll: a restarted broker's new log can grow past our position within a
+        second, and records read from it were then stored under the old incarnation's offset base and read
+        again under the new one (917 duplicate rows in one CI run of tests/fault/test_broker_restart.py); it
+        costs a dictionary lookup per partition. The log end only once a second: tansu can report a log end
+        that lags its last records, and a position past it for a moment is not a new log.
+        """
         consumer = self._consumer
         assert consumer is not None
-        moved: dict[Partition, str] = {}
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        # Met by _add (its records were left out of the batch), while still ours.
+        moved: dict[Partition, str] = {k: r for k, r in self._moved.items() if TopicPartition(*k) in assigned}
+        now = time.monotonic()
+        check_ends = now - self._last_start_over_check >= START_OVER_CHECK_EVERY_S
+        if check_ends:
+            self._last_start_over_check = now
+        for tp in assigned:
             key = (tp.topic, tp.partition)
             topic_id = self._topic_id(tp.topic)
             if topic_id and self._topic_ids.get(key) and topic_id != self._topic_ids[key]:
                 moved[key] = NEW_TOPIC_ID
                 continue
+            if not check_ends:
+                continue
             high, position = consumer.highwater(tp), self._position(tp)
             if high is not None and position is not None and position > high:
                 moved[key] = LOG_END_BELOW_CHECKPOINT
-        if moved:
-            self._start_over(moved)
+        if moved and self._start_over(moved):
+            self._moved.clear()
 
-    def _start_over(self, moved: dict[Partition, str]) -> None:
+    def _start_over(self, moved: dict[Partition, str]) -> bool:
         """Flush what was read, then give the partitions that started over a new base and read them from 0."""
         if not self._flush_and_drain(self._flush_timeout()):
-            return  # the store is failing: the next check tries again
+            return False  # the store is failing: the next check tries again
         self._resolve_positions(list(moved), {tp: r for tp, r in moved.items() if r != NEW_TOPIC_ID})
+        return True
 
     def _topic_id(self, topic: str) -> str:
         """The topic id the broker reported in its metadata ("" when it reports none)."""
@@ -463,12 +485,41 @@ class Collector:
                          "error_type": type(bad.cause).__name__, "batch": bad.detail})
 
     def _add(self, records: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        batch = self._batch
-        bases = self._bases
+        self._release_held()
+        stale = self._metadata is not None and self._metadata.stale
         for tp, messages in records.items():
-            self._decoder.add_records(batch, tp.topic, tp.partition, messages, bases.get((tp.topic, tp.partition), 0))
-            self.stats.consumed += len(messages)
-            metrics.consumed(self.stats.kinds.get(tp.topic, metrics.UNKNOWN), len(messages))
+            key = (tp.topic, tp.partition)
+            if messages and self._topic_ids.get(key) and key not in self._moved and (stale or key in self._held):
+                # Fetched after a lost connection, before the metadata that says whether the log is still the one
+                # we know (collector/metadata_watch.py): held back until it comes, and so is every later record
+                # of the partition (so no checkpoint passes them). Not a seek back: after a broker restart
+                # kafka-python's seek left tansu's partitions unfetched (see _resolve_positions).
+                self._held.setdefault(key, []).extend(messages)
+                continue
+            self._take(key, messages)
+
+    def _take(self, key: Partition, messages: list) -> None:  # type: ignore[type-arg]
+        known = self._topic_ids.get(key)
+        if key in self._moved or (known and self._topic_id(key[0]) not in ("", known)):
+            # The metadata names another topic id: these records are the new incarnation's, and would be
+            # stored under the old one's offset base. Left out; read again from its start (_start_over).
+            self._moved[key] = NEW_TOPIC_ID
+            return
+        self._decoder.add_records(self._batch, key[0], key[1], messages, self._bases.get(key, 0))
+        self.stats.consumed += len(messages)
+        metrics.consumed(self.stats.kinds.get(key[0], metrics.UNKNOWN), len(messages))
+
+    def _release_held(self, force: bool = False) -> None:
+        """Records held back by _add, once the metadata is current (or `force`, at a stop): taken, or left to a
+        start over when they turn out to be a new incarnation's; a revoked partition's are its next owner's."""
+        if not self._held or (not force and self._metadata is not None and self._metadata.stale):
+            return
+        held, self._held = self._held, {}
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        for key, messages in held.items():
+            if TopicPartition(*key) in assigned:
+                self._take(key, messages)
 
     def _submit(self) -> None:
         """Hand the open batch to the writer; while it is busy, pause fetching but stay in the group.
@@ -509,6 +560,7 @@ class Collector:
 
     def _flush_and_drain(self, timeout: float) -> bool:
         """Submit the open batch and wait until everything submitted is durable; False on timeout."""
+        self._release_held(force=True)
         deadline = time.monotonic() + timeout
         if self._batch:
             batch, self._batch = self._batch, Batch()
