@@ -132,9 +132,10 @@ def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_an
     know (the broker acknowledged it), so Driftline counts it: exactly from the logger's sequence numbers,
     and as a lower bound per partition when the next `up` meets the new incarnation.
 
-    Each stop comes while the logger is being answered by that `up`'s broker: after a restart the logger
-    takes some seconds to find the new broker (a loaded CI machine took longer than the 4 s each `up`
-    lived, and two kills then met no traffic at all and cost nothing).
+    Each stop comes while the logger is being answered by that `up`'s broker and its collector is storing:
+    after a restart the logger takes some seconds to find the new broker, and the collector to join its
+    group (a loaded CI machine took longer than the 4 s each `up` lived: two kills then met no traffic at
+    all, and in another run a collector that had not fetched yet left its kill uncounted by log ends).
     """
     port = free_port()
     env = up_env(port)
@@ -143,14 +144,24 @@ def test_up_restarted_five_times_under_a_steady_logger_stores_each_event_once_an
     logger = subprocess.Popen([sys.executable, "-m", "tests.integration.steady_logger", f"127.0.0.1:{port}", "100",
                                str(out), str(stop_file), str(progress)], cwd=Path(__file__).resolve().parents[2])
     stops: list[tuple[str, float]] = []
+    from tests.conftest import run_driftline
+
+    def stored_now() -> int:  # through the running `up`, which lends its store to the CLI
+        done = run_driftline(["db", "query", "SELECT count() FROM predictions FORMAT TSV"],
+                             clean_env(clickhouse_url=f"chdb:{tmp_path / 'driftline-data'}"))
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.strip())
+
     try:
         for kind in STOPS:
-            started = time.time()
+            started, stored_before = time.time(), stored_now()
             time.sleep(4)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             while not progress.exists() or float(progress.read_text() or 0) < started + 1:
                 assert time.monotonic() < deadline, "the logger got no acknowledgement from this `up`'s broker"
                 time.sleep(0.1)
+            while stored_now() <= stored_before:  # and its collector is storing (it may still be joining its group)
+                assert time.monotonic() < deadline, "this `up`'s collector stored nothing"
             up.send_signal(getattr(signal, kind))
             assert up.wait(timeout=90) == (0 if kind == "SIGTERM" else -signal.SIGKILL), (tmp_path / "up.log").read_text()[-3000:]
             # The stop's time is when its broker stopped answering: it acknowledges nothing after that, and
