@@ -44,12 +44,15 @@ Steps, in one run:
    match the injected drift. agree=true when both flag exactly the same
    features.
 
-The last line is
-`RESULT detect_s=<x> evidently_s=<y> speedup=<y/x> peak_rss_mb=<m> agree=<true|false>`
-(evidently_s, speedup and agree are nan with --skip-evidently). peak_rss_mb
-is the detection child's ru_maxrss. If detection fails (its run records
+Step 2 runs twice on the same rows: from the window states (the default for
+hour-aligned windows) and from the raw rows (`drift.window_states: false`:
+what a window the states cannot serve costs). The last line is
+`RESULT detect_states_s=<a> detect_raw_s=<b> evidently_s=<y> speedup_states=<y/a> speedup_raw=<y/b> peak_rss_mb=<m> agree=<true|false>`
+(evidently_s and the speedups are nan with --skip-evidently; agree then
+compares the two paths only). peak_rss_mb is the larger of the two
+detection children's ru_maxrss. If detection fails (its run records
 status `error`), the error is printed, Evidently still runs (for its time),
-the line reads `detect_s=nan ... agree=false` and the exit code is 1. The
+the line reads `detect_..._s=nan ... agree=false` and the exit code is 1. The
 first line names a hash of detectors/**/*.py, to tell which detector code a
 run measured. The store folder is deleted at the end unless --keep is given.
 
@@ -91,12 +94,12 @@ INJECTED = {"f0", "f1", "f2", "f3", "f4", "f5", "f6", "c0"}
 VARIANT = "Variant(Float64, String)"
 
 def registry_yaml(numeric_method: str | None = None, exact_max_rows: int | None = None,
-                  multivariate: bool = False) -> str:
+                  multivariate: bool = False, window_states: bool = True) -> str:
     """The bench model; `numeric_method`/`exact_max_rows` override the defaults (e.g. exact KS on every row).
 
     Multivariate drift is off unless asked for: Evidently's preset, the comparison here, has none.
     """
-    drift = ["prediction: false", "target: false"]
+    drift = ["prediction: false", "target: false", f"window_states: {str(window_states).lower()}"]
     if numeric_method:
         drift.append(f"methods: {{numeric: {numeric_method}}}")
     if exact_max_rows is not None:
@@ -142,11 +145,11 @@ def open_store(store: Path) -> Any:
 
 
 def load_model(store: Path, numeric_method: str | None = None, exact_max_rows: int | None = None,
-               multivariate: bool = False) -> Any:
+               multivariate: bool = False, window_states: bool = True) -> Any:
     from detectors.config import load_registry
 
     path = store.parent / "models.yaml"
-    path.write_text(registry_yaml(numeric_method, exact_max_rows, multivariate))
+    path.write_text(registry_yaml(numeric_method, exact_max_rows, multivariate, window_states))
     return load_registry(path).get(MODEL)
 
 
@@ -297,11 +300,11 @@ def _trace(client: Any, log: list[dict[str, Any]]) -> None:
 
 
 def child_detect(store: Path, numeric_method: str | None = None, exact_max_rows: int | None = None,
-                 multivariate: bool = False) -> dict[str, Any]:
+                 multivariate: bool = False, window_states: bool = True) -> dict[str, Any]:
     from detectors.run import run_stage
     from detectors.sources import Window
 
-    model = load_model(store, numeric_method, exact_max_rows, multivariate)
+    model = load_model(store, numeric_method, exact_max_rows, multivariate, window_states)
     client = open_store(store)
     baseline_rss, baseline_max = rss_mb(), max_rss_mb()
     queries: list[dict[str, Any]] = []
@@ -418,12 +421,14 @@ def main() -> None:
                         help="run multivariate drift too (PCA reconstruction error and domain classifier)")
     parser.add_argument("--load-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--detect-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-rows", action="store_true", help=argparse.SUPPRESS)  # the child: window_states off
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.load_only or args.detect_only:
         report = (child_load(args.store, args.rows, args.seed) if args.load_only
-                  else child_detect(args.store, args.numeric_method, args.exact_max_rows, args.multivariate))
+                  else child_detect(args.store, args.numeric_method, args.exact_max_rows, args.multivariate,
+                                    window_states=not args.raw_rows))
         print(json.dumps(report))
         return
 
@@ -442,19 +447,26 @@ def main() -> None:
         overrides = ([f"--numeric-method={args.numeric_method}"] if args.numeric_method else []) + (
             [f"--exact-max-rows={args.exact_max_rows}"] if args.exact_max_rows is not None else []) + (
             ["--multivariate"] if args.multivariate else [])
-        det = run_child(["--detect-only", "--store", str(store), *overrides])
-        print(f"driftline: status={det['status']} detect_s={det['detect_s']:.3f} "
-              f"baseline_rss_mb={det['baseline_rss_mb']:.0f} peak_rss_mb={det['peak_rss_mb']:.0f} "
-              f"(+{det['peak_rss_mb'] - det['baseline_rss_mb']:.0f} over baseline) "
-              f"rows_scanned={det['rows_scanned']:,} load_avg_1m={det['load_avg_1m'][0]:.1f}->{det['load_avg_1m'][1]:.1f} "
-              f"on {os.cpu_count()} cores", flush=True)
-        print_queries(det["queries"])
-        ok = det["status"] == "ok"
-        if not ok:
-            print(f"driftline: detection FAILED: {det['error']}", flush=True)
+        # Both paths on the same rows: from the window states (hour-aligned windows, the default), and from
+        # the raw rows (what a window the states cannot serve costs). Each child's results are read before
+        # the next one replaces them.
+        runs: dict[str, dict[str, Any]] = {}
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        for path, extra in (("states", []), ("raw", ["--raw-rows"])):
+            det = run_child(["--detect-only", "--store", str(store), *overrides, *extra])
+            runs[path] = det
+            print(f"driftline ({path}): status={det['status']} detect_s={det['detect_s']:.3f} "
+                  f"baseline_rss_mb={det['baseline_rss_mb']:.0f} peak_rss_mb={det['peak_rss_mb']:.0f} "
+                  f"(+{det['peak_rss_mb'] - det['baseline_rss_mb']:.0f} over baseline) "
+                  f"rows_scanned={det['rows_scanned']:,} load_avg_1m={det['load_avg_1m'][0]:.1f}->"
+                  f"{det['load_avg_1m'][1]:.1f} on {os.cpu_count()} cores", flush=True)
+            print_queries(det["queries"])
+            if det["status"] != "ok":
+                print(f"driftline ({path}): detection FAILED: {det['error']}", flush=True)
+            results[path] = driftline_results(open_store(store)) if det["status"] == "ok" else {}
+        ok = all(det["status"] == "ok" for det in runs.values())
 
         client = open_store(store)
-        dl = driftline_results(client) if ok else {}
         ev: dict[str, dict[str, Any]] | None = None
         evidently_s = math.nan
         if not args.skip_evidently:
@@ -463,24 +475,28 @@ def main() -> None:
             evidently_s, ev = run_evidently(reference, current)
             del reference, current
             print(f"evidently: {evidently_s:.1f} s", flush=True)
+        flags = {}
+        for path in runs:
+            print(f"\n{path}:")
+            print_table(results[path], ev)
+            flags[path] = {n for n in FEATURES if results[path].get(n, {}).get("drifted")}
+            print(f"driftline flags ({path}): {sorted(flags[path]) if results[path] else 'none (detection failed)'} "
+                  f"(matches injected: {flags[path] == INJECTED})")
         print()
-        print_table(dl, ev)
-        print()
-
-        dl_flags = {n for n in FEATURES if dl.get(n, {}).get("drifted")}
-        print(f"driftline flags: {sorted(dl_flags) if ok else 'none (detection failed)'} "
-              f"(matches injected: {ok and dl_flags == INJECTED})")
-        detect_s = det["detect_s"] if ok else math.nan
+        times = {path: det["detect_s"] if det["status"] == "ok" else math.nan for path, det in runs.items()}
+        agree_paths = ok and flags["states"] == flags["raw"]
         if ev is None:
-            agree = "nan" if ok else "false"
-            speedup = math.nan
+            agree = str(agree_paths).lower() if ok else "false"
+            speedups = {path: math.nan for path in runs}
         else:
             ev_flags = {n for n in FEATURES if ev.get(n, {}).get("drifted")}
             print(f"evidently flags: {sorted(ev_flags)} (matches injected: {ev_flags == INJECTED})")
-            agree = str(ok and dl_flags == ev_flags).lower()
-            speedup = evidently_s / detect_s
-        print(f"RESULT detect_s={detect_s:.3f} evidently_s={evidently_s:.3f} speedup={speedup:.1f} "
-              f"peak_rss_mb={det['peak_rss_mb']:.0f} agree={agree}", flush=True)
+            agree = str(agree_paths and flags["states"] == ev_flags).lower()
+            speedups = {path: evidently_s / t for path, t in times.items()}
+        peak = max(det["peak_rss_mb"] for det in runs.values())
+        print(f"RESULT detect_states_s={times['states']:.3f} detect_raw_s={times['raw']:.3f} "
+              f"evidently_s={evidently_s:.3f} speedup_states={speedups['states']:.1f} "
+              f"speedup_raw={speedups['raw']:.1f} peak_rss_mb={peak:.0f} agree={agree}", flush=True)
         if not ok:
             raise SystemExit(1)
     finally:

@@ -8,9 +8,12 @@
 3. (b) the collector (decode, validate, batch, insert into an embedded
    ClickHouse, checkpoint) reads the same N records; the clock stops when
    the last batch is committed.
+4. (c) the same without the window states: the view that aggregates every
+   insert into `window_states` is dropped, N more events go into a second
+   topic, and the collector reads those (the store's other work unchanged).
 Both clocks start at the first record received, so group-join time is not
 counted for either. The last line is
-`RESULT ingest_events_per_s=<b> raw_consume_per_s=<a> ratio=<b/a>`.
+`RESULT ingest_events_per_s=<b> raw_consume_per_s=<a> ratio=<b/a> ratio_no_states=<c/a>`.
 """
 
 from __future__ import annotations
@@ -123,7 +126,17 @@ def main() -> None:
         migrate(connect(settings))
         ingest, snap = collector_rate(settings, args.events)
         print(f"  (b) collector into ClickHouse: {ingest:,.0f} events/s  {snap}", flush=True)
-        print(f"RESULT ingest_events_per_s={ingest:.0f} raw_consume_per_s={raw:.0f} ratio={ingest / raw:.3f}")
+        from driftline.store.window_states import TABLE
+
+        connect(settings).command(f"DROP VIEW IF EXISTS {TABLE}_mv")
+        plain = settings.model_copy(update={"topic_predictions": f"bench-predictions-plain-{tag}",
+                                            "consumer_group": f"bench-plain-{tag}"})
+        ensure_topics(bootstrap, [plain.topic_predictions], args.partitions)
+        produce(bootstrap, plain.topic_predictions, args.events, args.features)
+        no_states, _ = collector_rate(plain, args.events)
+        print(f"  (c) the same without the window-states view: {no_states:,.0f} events/s", flush=True)
+        print(f"RESULT ingest_events_per_s={ingest:.0f} raw_consume_per_s={raw:.0f} ratio={ingest / raw:.3f} "
+              f"ratio_no_states={no_states / raw:.3f}")
     finally:
         if broker is not None:
             broker.stop()
