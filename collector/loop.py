@@ -323,11 +323,9 @@ class Collector:
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             key = (tp.topic, tp.partition)
-            known = self._topic_ids.get(key, "")
-            if high is not None and key not in self._held and key not in self._moved \
-                    and self._topic_id(tp.topic) in ("", known):
+            if high is not None and key not in self._held and key not in self._moved and not self._new_incarnation(key):
                 base = self._bases.get(key, 0)
-                marks.raise_to(key, incarnation_key(known, base), high + base)
+                marks.raise_to(key, incarnation_key(self._topic_ids.get(key, ""), base), high + base)
         marks.save()
 
     def _maybe_check_start_over(self) -> None:
@@ -351,8 +349,7 @@ class Collector:
             self._last_start_over_check = now
         for tp in assigned:
             key = (tp.topic, tp.partition)
-            topic_id = self._topic_id(tp.topic)
-            if topic_id and self._topic_ids.get(key) and topic_id != self._topic_ids[key]:
+            if self._new_incarnation(key):
                 moved[key] = NEW_TOPIC_ID
                 continue
             if not check_ends:
@@ -369,6 +366,11 @@ class Collector:
             return False  # the store is failing: the next check tries again
         self._resolve_positions(list(moved), {tp: r for tp, r in moved.items() if r != NEW_TOPIC_ID})
         return True
+
+    def _new_incarnation(self, key: Partition) -> bool:
+        """The metadata names a topic id other than the one this partition's base was resolved with."""
+        known, now = self._topic_ids.get(key), self._topic_id(key[0])
+        return bool(known and now and now != known)
 
     def _topic_id(self, topic: str) -> str:
         """The topic id the broker reported in its metadata ("" when it reports none)."""
@@ -499,8 +501,7 @@ class Collector:
             self._take(key, messages)
 
     def _take(self, key: Partition, messages: list) -> None:  # type: ignore[type-arg]
-        known = self._topic_ids.get(key)
-        if key in self._moved or (known and self._topic_id(key[0]) not in ("", known)):
+        if key in self._moved or self._new_incarnation(key):
             # The metadata names another topic id: these records are the new incarnation's, and would be
             # stored under the old one's offset base. Left out; read again from its start (_start_over).
             self._moved[key] = NEW_TOPIC_ID

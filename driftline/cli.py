@@ -720,6 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `driftline db query ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
         return 0
+    finally:
+        lend_through_service(False)  # main() called in-process (tests, notebooks) leaves no borrowing behind
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

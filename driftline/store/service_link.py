@@ -58,14 +58,6 @@ class Rows:
     def first_row(self) -> Any:
         return self.result_rows[0]
 
-    @property
-    def first_item(self) -> dict[str, Any]:
-        return dict(zip(self.column_names, self.result_rows[0]))
-
-    @property
-    def row_count(self) -> int:
-        return len(self.result_rows)
-
     def named_results(self) -> list[dict[str, Any]]:
         return [dict(zip(self.column_names, row)) for row in self.result_rows]
 
