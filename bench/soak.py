@@ -22,11 +22,12 @@ child process, so its CPU does not share this process's GIL.
    ClickHouse itself.
 3. Every --sample-every seconds a row: produced, stored, backlog, lag
    p50/p99 of the interval, RSS of this process (psutil if installed, else
-   /proc/self/status), detector runs so far.
+   /proc/self/status), RSS of the local broker's process, detector runs so far.
 
 The last line is
 `RESULT events_per_s=... lag_p50_s=... lag_p99_s=... rss_growth_mb_per_min=... detector_run_p95_s=...`
-where rss_growth is the least-squares slope of RSS over the soak samples.
+where rss_growth is the least-squares slope of RSS over the soak samples after
+--settle, and broker_rss_growth the same for the local broker's process.
 """
 
 from __future__ import annotations
@@ -101,14 +102,14 @@ def produce(bootstrap: str, topic: str, models: list[str], features: int, rate: 
     produced.value = sent
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (chDB lives in it too)."""
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set size of this process (chDB lives in it too), or of process `pid` (the local broker)."""
     try:
         import psutil
 
-        return psutil.Process().memory_info().rss / 2**20
+        return psutil.Process(pid).memory_info().rss / 2**20
     except ImportError:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("cannot read RSS")
@@ -159,6 +160,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=3)
     ap.add_argument("--features", type=int, default=10)
     ap.add_argument("--sample-every", type=float, default=5.0)
+    ap.add_argument("--settle", default="3m", help="the RSS slopes leave out the soak's first SETTLE (caches filling)")
     ap.add_argument("--partitions", type=int, default=3)
     args = ap.parse_args()
     duration = parse_duration(args.duration).total_seconds()
@@ -170,7 +172,7 @@ def main() -> None:
     from driftline.store import connect, migrate
     from driftline.yamlfile import LocatedYaml
 
-    broker = LocalBroker().start()
+    broker = LocalBroker(gated=True).start()  # as `up` runs it
     store = Path(tempfile.mkdtemp(prefix="driftline-soak-"))
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
@@ -230,9 +232,10 @@ def main() -> None:
         child.start()
         hist: Counter[int] = Counter()
         rss: list[tuple[float, float]] = []
+        broker_rss: list[tuple[float, float]] = []
         last_wall = soak_start_wall
         print(f"{'t_s':>6} {'produced':>10} {'stored':>10} {'backlog':>8} {'ev/s':>8} {'lag_p50_s':>9} "
-              f"{'lag_p99_s':>9} {'rss_mb':>8} {'det_runs':>8}", flush=True)
+              f"{'lag_p99_s':>9} {'rss_mb':>8} {'broker_mb':>9} {'det_runs':>8}", flush=True)
         prev_stored, prev_t = 0, 0.0
         while True:
             time.sleep(args.sample_every)
@@ -244,11 +247,13 @@ def main() -> None:
             last_wall = now_wall
             runs = client.query("SELECT count() FROM detector_runs WHERE started_at >= {s:DateTime64(3, 'UTC')}",
                                 parameters={"s": soak_start_wall}).result_rows[0][0]
-            mem = rss_mb()
+            mem, broker_mem = rss_mb(), rss_mb(broker.pid)
             rss.append((t, mem))
+            broker_rss.append((t, broker_mem))
             p = produced.value
             print(f"{t:6.0f} {p:10,} {stored:10,} {p - stored:8,} {(stored - prev_stored) / (t - prev_t):8,.0f} "
-                  f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {runs:8}", flush=True)
+                  f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {broker_mem:9.0f} {runs:8}",
+                  flush=True)
             prev_stored, prev_t = stored, t
             if not runner.is_alive():
                 raise SystemExit("the collector stopped")
@@ -269,11 +274,15 @@ def main() -> None:
         durations = sorted(r[0] for r in runs)
         statuses = Counter(r[1] for r in runs)
         p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else float("nan")
-        growth = slope_per_min(rss)
+        settle = parse_duration(args.settle).total_seconds()
+        growth = slope_per_min([p for p in rss if p[0] >= settle] or rss)
+        broker_growth = slope_per_min([p for p in broker_rss if p[0] >= settle] or broker_rss)
         print(f"soak: {produced.value:,} produced at {rate:,.0f}/s target, {stored:,} stored "
               f"({lost} missing), {visible:,} rows visible, {sum(hist.values()):,} lag samples", flush=True)
         print(f"rss: first {rss[0][1]:.0f} MB, last {rss[-1][1]:.0f} MB, max {max(m for _, m in rss):.0f} MB, "
-              f"slope {growth:+.2f} MB/min", flush=True)
+              f"slope after {settle:.0f} s {growth:+.2f} MB/min", flush=True)
+        print(f"local broker rss: first {broker_rss[0][1]:.0f} MB, last {broker_rss[-1][1]:.0f} MB, "
+              f"slope after {settle:.0f} s {broker_growth:+.2f} MB/min", flush=True)
         if durations:
             print(f"detector runs: {len(durations)} ({dict(statuses)}), duration p50 "
                   f"{statistics.median(durations):.3f} s, p95 {p95:.3f} s, max {durations[-1]:.3f} s", flush=True)
@@ -281,6 +290,7 @@ def main() -> None:
             print("detector runs: none in the soak (is it shorter than a window plus grace?)", flush=True)
         print(f"RESULT events_per_s={stored / elapsed_produce:.0f} lag_p50_s={quantile(hist, 0.5):.2f} "
               f"lag_p99_s={quantile(hist, 0.99):.2f} rss_growth_mb_per_min={growth:.2f} "
+              f"broker_rss_growth_mb_per_min={broker_growth:.2f} broker_rss_mb={broker_rss[-1][1]:.0f} "
               f"detector_run_p95_s={p95:.3f}")
     finally:
         if scheduler is not None:

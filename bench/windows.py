@@ -12,9 +12,9 @@ window's daily rate, `--rows / --days` rows); the current window is the
 
 1. Load (not timed): a child process generates the rows in SQL
    (`INSERT ... SELECT FROM numbers()`, 1M rows per insert, with progress),
-   which also feeds the window states through their materialized view (as the
-   collector's inserts do), then `OPTIMIZE ... FINAL` on both tables so both
-   paths read settled parts.
+   then `OPTIMIZE ... FINAL`; the window states of every hour are built (as
+   the first detection reading them would; the time is printed) and
+   optimized too, so both paths read settled parts.
 2. States (timed): a fresh child process runs `run_stage(..., "drift")` on the
    window with `drift.window_states: true`; its path must be `states`.
 3. Raw (timed): a fresh child process runs the same detection with
@@ -100,33 +100,30 @@ def insert_sql(rows: int, days: int, seed: int, first: int, count: int) -> str:
     """
 
 
-def child_load(store: Path, rows: int, days: int, seed: int, bulk_states: bool) -> dict[str, Any]:
+def child_load(store: Path, rows: int, days: int, seed: int) -> dict[str, Any]:
     from driftline.store import window_states as ws
 
     client = open_store(store)
     total = reference_rows(rows, days) + rows
-    if bulk_states:  # the view's own SELECT, run once per chunk instead of once per insert block
-        client.command(f"DROP VIEW {ws.TABLE}_mv")
     t0 = time.perf_counter()
     for first in range(0, total, INSERT_CHUNK):
         count = min(INSERT_CHUNK, total - first)
         client.command(insert_sql(rows, days, seed, first, count))
-        if bulk_states:
-            client.command(f"INSERT INTO {ws.TABLE} ({', '.join(ws.KEY_COLUMNS + ws.STATE_COLUMNS)}) "
-                           f"{ws.state_select(f'topic = {chr(39)}bench{chr(39)} AND offset >= {first} AND offset < {first + count}')}",
-                           settings={"cast_string_to_variant_use_inference": 0})
         done = min(first + INSERT_CHUNK, total)
         elapsed = time.perf_counter() - t0
         print(f"  loaded {done:,}/{total:,} rows ({elapsed:.0f} s, {done / elapsed:,.0f} rows/s)", file=sys.stderr,
               flush=True)
     t1 = time.perf_counter()
     client.command("OPTIMIZE TABLE predictions FINAL")
-    client.command("OPTIMIZE TABLE window_states FINAL")
     t2 = time.perf_counter()
+    ws.refresh(client, MODEL, REFERENCE_START, REFERENCE_START + timedelta(days=days + 1))  # as a first detection
+    t3 = time.perf_counter()
+    client.command(f"OPTIMIZE TABLE {ws.TABLE} FINAL")
     sizes = {str(t): (int(r), int(b)) for t, r, b in client.query(
         "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE active AND database = currentDatabase() "
-        "AND table IN ('predictions', 'window_states') GROUP BY table").result_rows}
-    return {"rows": total, "insert_s": t1 - t0, "optimize_s": t2 - t1, "sizes": sizes, "peak_rss_mb": max_rss_mb()}
+        "AND table IN ('predictions', {s:String}) GROUP BY table", parameters={"s": ws.TABLE}).result_rows}
+    return {"rows": total, "insert_s": t1 - t0, "optimize_s": t2 - t1, "states_build_s": t3 - t2, "sizes": sizes,
+            "peak_rss_mb": max_rss_mb()}
 
 
 def child_detect(store: Path, days: int, states: bool) -> dict[str, Any]:
@@ -166,9 +163,6 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30, help="days in the window")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the store folder")
-    parser.add_argument("--bulk-states", action="store_true",
-                        help="load with the states' view dropped, building the states with the view's own SELECT once "
-                             "per 1M-row chunk (about 3x cheaper than per insert block; the states are the same)")
     parser.add_argument("--child", choices=["load", "states", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -176,7 +170,7 @@ def main() -> None:
         parser.error("need --days >= 1 and at least 100 rows per day")
 
     if args.child:
-        report = (child_load(args.store, args.rows, args.days, args.seed, args.bulk_states) if args.child == "load"
+        report = (child_load(args.store, args.rows, args.days, args.seed) if args.child == "load"
                   else child_detect(args.store, args.days, args.child == "states"))
         print(json.dumps(report))
         return
@@ -187,9 +181,10 @@ def main() -> None:
     try:
         print(f"bench/windows.py rows={args.rows:,} over {args.days} days (+{reference_rows(args.rows, args.days):,} "
               f"reference rows), {len(FEATURES)} features, store={store}", flush=True)
-        load = run_child(["--child", "load", *common, *(["--bulk-states"] if args.bulk_states else [])])
+        load = run_child(["--child", "load", *common])
         sizes = ", ".join(f"{t} {r:,} rows {b / 2**20:,.0f} MiB" for t, (r, b) in sorted(load["sizes"].items()))
-        print(f"load: {load['rows']:,} rows in {load['insert_s']:.0f} s, optimize {load['optimize_s']:.0f} s; {sizes}",
+        print(f"load: {load['rows']:,} rows in {load['insert_s']:.0f} s, optimize {load['optimize_s']:.0f} s, "
+              f"window states built in {load['states_build_s']:.1f} s; {sizes}",
               flush=True)
         states = run_child(["--child", "states", *common])
         print(f"states: {states['s']:.2f} s path={states['path']} status={states['status']} "

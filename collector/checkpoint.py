@@ -10,10 +10,10 @@ The protocol, per (topic, partition):
    from every table it can reach (a crash may have left a batch half
    written), and the consumer seeks to the committed offset.
 So each offset is present in ClickHouse exactly once after replay, whatever
-moment the process died at. The window states a view keeps from the
-predictions are then rebuilt for the partition's affected offset block
-(`driftline.store.window_states.rebuild_after_rollback`), so they never count
-a replayed row twice.
+moment the process died at. The window states built from the predictions
+are not touched here: their hours' count and position fingerprint no longer
+match the rows, so the next detection that reads them rebuilds them
+(`driftline.store.window_states.refresh`).
 3. Fencing: an assignment also claims each partition with the next epoch in
    `partition_owners`, and a batch checks before each of its inserts that
    this collector still holds the current epoch of every partition in it.
@@ -35,7 +35,6 @@ from clickhouse_connect.driver.client import Client
 
 from collector.batch import Batch, DeadLetter
 from driftline.contracts import EventKind
-from driftline.store import window_states
 from driftline.store.migrations import DEAD_LETTER_TABLE, TABLE_BY_KIND
 
 log = logging.getLogger(__name__)
@@ -73,13 +72,8 @@ class OffsetStore:
         found = {(str(t), int(p)): int(o) for t, p, o in rows}
         return {tp: found[tp] for tp in wanted if tp in found}
 
-    def rollback(self, partitions: Mapping[tuple[str, int], int], *, rebuild_states: bool = True) -> int:
-        """Delete rows at or past each partition's committed offset; returns how many were removed.
-
-        `rebuild_states=False` leaves the window states over-counted: for the writer's retries, which call
-        `rebuild_states` once an attempt has written the batch (before its commit), so that attempts
-        against a failing store stay as cheap as before and a stop does not wait for a rebuild.
-        """
+    def rollback(self, partitions: Mapping[tuple[str, int], int]) -> int:
+        """Delete rows at or past each partition's committed offset; returns how many were removed."""
         removed = 0
         for (topic, partition), next_offset in partitions.items():
             kind = self._kinds_by_topic.get(topic)
@@ -95,20 +89,7 @@ class OffsetStore:
                         "rolled back uncommitted rows",
                         extra={"table": table, "topic": topic, "partition": partition, "from_offset": next_offset, "rows": n},
                     )
-        if rebuild_states:
-            self.rebuild_states(partitions)
         return removed
-
-    def rebuild_states(self, partitions: Mapping[tuple[str, int], int]) -> None:
-        """Make the window states of each prediction partition, from `offset`'s block on, equal the stored rows.
-
-        The view counted deleted (rolled back) rows too; a check by counting, so a partition whose states
-        already match costs two small queries. A crash before it is repaired by the rollback at the next
-        assignment, which starts at the uncommitted batch's first offset.
-        """
-        for (topic, partition), offset in partitions.items():
-            if self._kinds_by_topic.get(topic) is EventKind.PREDICTION:
-                window_states.rebuild_after_rollback(self._client, topic, partition, offset)
 
     def claim(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
         """Take ownership of newly assigned partitions: one row each with the next epoch; returns the epochs.

@@ -207,6 +207,11 @@ class LocalBroker:
         """
         return self._gate.hold_produce() if self._gate is not None else False
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (for its memory in benchmarks and metrics)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def stop(self) -> None:
         gate, self._gate = self._gate, None
         if gate is not None:

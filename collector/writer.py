@@ -121,10 +121,8 @@ class BatchWriter:
                     # (only while the partitions are ours: the rows past the offset may be the new owner's).
                     if guard is not None:
                         guard()
-                    self._offsets.rollback(starts, rebuild_states=False)
+                    self._offsets.rollback(starts)
                 rejected = self._sink.write(batch, guard)
-                if attempt > 1:  # the failed attempts' rows were counted into the window states too
-                    self._offsets.rebuild_states(starts)
                 flush_ms = (time.perf_counter() - started) * 1000
                 if guard is not None:
                     guard()

@@ -1,7 +1,9 @@
 """Drift summaries of hour-aligned windows from the merged window states, not from raw rows.
 
-`driftline.store.window_states` keeps per (model, hour, feature) aggregates.
-For a window (and a production reference range) on hour boundaries, this
+`driftline.store.window_states` keeps per (model, hour, feature) aggregates,
+built here, for the hours of the spans a detection reads, when they are new
+or their rows changed (one comparison per span; a month-long reference
+already built costs a count). For a window (and a production reference range) on hour boundaries, this
 module merges the hours' states into the same `ColumnProfile`s and
 `Summaries` the raw passes of `detectors.aggregates` build, for the columns
 whose methods allow it:
@@ -159,10 +161,13 @@ class Sides:
 def read(client: Client, model: ModelSpec, window: Window, columns: list[Column]) -> Sides | None:
     """Both sides' merged states; None when the states do not hold every row of a span (use raw rows)."""
     keys = [ws.EVENTS_KEY] + [c.name for c in columns if c.role != "target"]
+    span = reference_span(model, window)
+    for side in (window, span):
+        if side is not None:  # build the hours no detection has read yet, and those whose rows changed since
+            ws.refresh(client, model.name, side.start, side.end)
     current, stored = _merged(client, model, window, keys)
     if current.get(ws.EVENTS_KEY, KeyState()).rows != stored:
         return None
-    span = reference_span(model, window)
     if span is None:
         reference = _uploaded(client, model, keys)
     else:

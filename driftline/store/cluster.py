@@ -21,16 +21,18 @@ from driftline.names import validate_identifier
 from driftline.store import window_states
 from driftline.store.migrations import DEAD_LETTER_TABLE, MIGRATIONS, TABLE_BY_KIND, entry_table
 
-SHARDED = (*TABLE_BY_KIND.values(), DEAD_LETTER_TABLE, window_states.TABLE)
-"""Tables with one row per event, and the window states kept from them per partition: spread over the
-shards by Kafka partition (a state's rows sit beside the predictions it counts, so its view and a
-rollback's rebuild stay on one shard)."""
+SHARDED = (*TABLE_BY_KIND.values(), DEAD_LETTER_TABLE, window_states.LEGACY_TABLE)
+"""Tables with one row per event, spread over the shards by Kafka partition (and migration 9's window
+states, kept per partition by a view on each shard until migration 14 dropped them). The hourly states
+that replaced them are small and built by the detectors through the Distributed tables: replicated on
+the coordination cluster like the other per-window results."""
 
 SHARD_BY = "partition"  # every row of one Kafka partition on one shard: a partition's rollback touches one shard
 ENTRY_SHARD_BY = "JSONExtractInt(raw, 'partition')"  # the Null entry tables hold the raw event with its position
 
 _ALTER_VIEW = re.compile(r"^\s*ALTER TABLE (\w+) MODIFY QUERY ", re.S)
 _ADD_COLUMN = re.compile(r"^\s*ALTER TABLE (\w+) ADD COLUMN ", re.S)
+_DROP = re.compile(r"^\s*DROP (TABLE|VIEW) IF EXISTS (\w+)\s*$", re.S)
 _CREATE = re.compile(r"^\s*CREATE (TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+)", re.S)
 _ENGINE = re.compile(r"ENGINE = (Replacing|Aggregating)?MergeTree(\(([^)]*)\))?")
 
@@ -62,6 +64,17 @@ def _altered_view(statement: str, name: str, cluster: str, entries: dict[str, st
     return _ALTER_VIEW.sub(f"ALTER TABLE {name} ON CLUSTER '{cluster}' MODIFY QUERY ", body, count=1)
 
 
+def _dropped(kind: str, name: str, cluster: str, coordination_cluster: str, sharded: set[str],
+             entries: dict[str, str]) -> list[str]:
+    """A migration's DROP, where `cluster_ddl` created the object: a sharded table is also its local tables."""
+    if name in sharded or name in entries:
+        return [f"DROP TABLE IF EXISTS {name} ON CLUSTER '{cluster}'",
+                f"DROP TABLE IF EXISTS {local(name)} ON CLUSTER '{cluster}'"]
+    if kind == "VIEW":  # views live on the event cluster: they read or feed its tables
+        return [f"DROP VIEW IF EXISTS {name} ON CLUSTER '{cluster}'"]
+    return [f"DROP TABLE IF EXISTS {name} ON CLUSTER '{coordination_cluster}'"]
+
+
 def cluster_ddl(cluster: str, coordination_cluster: str) -> list[str]:
     """Every migration statement, in order, rewritten for a cluster; plus the Distributed tables."""
     validate_identifier(cluster, what="cluster")
@@ -80,9 +93,13 @@ def cluster_ddl(cluster: str, coordination_cluster: str) -> list[str]:
                 out.append(_ADD_COLUMN.sub(f"ALTER TABLE {added.group(1)} ON CLUSTER '{coordination_cluster}' "
                                            "ADD COLUMN ", statement, count=1))
                 continue
+            if (dropped := _DROP.match(statement)) is not None:
+                out.extend(_dropped(*dropped.groups(), cluster, coordination_cluster, sharded, entries))
+                continue
             match = _CREATE.match(statement)
             if match is None:
-                raise ValueError(f"migration {migration.version}: not a CREATE, ALTER ... MODIFY QUERY or ADD COLUMN statement: "
+                raise ValueError(f"migration {migration.version}: not a CREATE, DROP, ALTER ... MODIFY QUERY or "
+                                 "ADD COLUMN statement: "
                                  f"{statement[:80]!r}")
             kind, name = match.groups()
             if name in sharded:

@@ -27,11 +27,11 @@ Layout decisions, for the queries that come next:
   model's stored form (driftline/values.py): numbers, booleans and strings
   spelling a plain number are Float64, other strings stay strings, and null
   is the Variant's NULL. Migration 10 moved existing views to that form.
-- `window_states` (migration 9) is fed by a view on `predictions` (the
-  ingest view's inserts cascade into it): per (model, hour, feature)
-  mergeable aggregates, so a month-long window is summarised without reading
-  its rows. It costs ingest throughput (docs/evidence.md: Benchmarks); the collector's
-  rollback rebuilds it (see `driftline/store/window_states.py`).
+- `hourly_states` (migration 14; migration 9's view-fed `window_states`
+  before it): per (model, hour, feature) mergeable aggregates, so a
+  month-long window is summarised without reading its rows. Built per hour
+  by the detectors from the stored rows, off the insert path (see
+  `driftline/store/window_states.py`).
 """
 
 from __future__ import annotations
@@ -631,8 +631,8 @@ MIGRATIONS = MIGRATIONS + (
         "window states: per (model, hour, feature) mergeable aggregates kept by a view on predictions",
         (
             # See driftline/store/window_states.py: long windows assembled from states, not rescans.
-            window_states.CREATE_TABLE,
-            window_states.CREATE_VIEW,
+            window_states.LEGACY_CREATE_TABLE,
+            window_states.LEGACY_CREATE_VIEW,
         ),
     ),
 )
@@ -726,6 +726,21 @@ MIGRATIONS = MIGRATIONS + (
         ),
     ),
 )
+
+MIGRATIONS = MIGRATIONS + (
+    Migration(
+        14,
+        "window states built per hour by the detectors, not by a view on every insert",
+        (
+            # driftline/store/window_states.py: the view halved the collector's throughput. States are
+            # derived data: the first detection to read an hour builds it from the rows again.
+            f"DROP VIEW IF EXISTS {window_states.LEGACY_TABLE}_mv",
+            f"DROP TABLE IF EXISTS {window_states.LEGACY_TABLE}",
+            window_states.CREATE_TABLE,
+        ),
+    ),
+)
+
 
 def applied_versions(client: Client) -> set[int]:
     exists = client.command("EXISTS TABLE schema_migrations")

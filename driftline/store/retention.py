@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from driftline.config import Settings
+from driftline.store import window_states
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ RETENTION: tuple[TableRetention, ...] = (
     TableRetention("labels", "ingested_at", "retention_events_days"),
     TableRetention("infra_metrics", "ingested_at", "retention_events_days"),
     TableRetention("dead_letters", "received_at", "retention_dead_letters_days"),
-    TableRetention("window_states", "bucket", "retention_events_days"),
+    TableRetention(window_states.TABLE, "bucket", "retention_events_days"),
     TableRetention("drift_results", "computed_at", "retention_results_days"),
     TableRetention("quality_results", "computed_at", "retention_results_days"),
     TableRetention("performance_results", "computed_at", "retention_results_days"),

@@ -15,7 +15,7 @@ def test_the_engine_parses_every_cluster_statement(store) -> None:  # type: igno
         formatted = store.query("SELECT formatQuery({q:String})", parameters={"q": statement}).result_rows[0][0]
         # CREATE for the tables and views; ALTER ... MODIFY QUERY where a migration changed a view's query,
         # ALTER ... ADD COLUMN where one added a column (to a coordination table: never a sharded one).
-        assert "ON CLUSTER" in formatted and formatted.startswith(("CREATE", "ALTER TABLE"))
+        assert "ON CLUSTER" in formatted and formatted.startswith(("CREATE", "ALTER TABLE", "DROP"))
         assert not formatted.startswith("ALTER") or "MODIFY QUERY" in formatted or (
             "ADD COLUMN" in formatted and "ON CLUSTER driftline_coordination" in formatted)
     assert len(statements) > 30

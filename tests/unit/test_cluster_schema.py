@@ -15,7 +15,7 @@ CREATE = re.compile(r"CREATE (?:TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+
 def _created(statements: list[str]) -> dict[str, tuple[str, str]]:
     out = {}
     for s in statements:
-        if s.startswith("ALTER TABLE "):
+        if s.startswith(("ALTER TABLE ", "DROP ")):
             continue
         m = CREATE.match(s.strip())
         assert m, s[:120]
@@ -25,7 +25,7 @@ def _created(statements: list[str]) -> dict[str, tuple[str, str]]:
 
 def test_every_table_of_the_migrations_is_in_the_cluster_ddl_on_a_cluster() -> None:
     names = {re.match(r"\s*CREATE (?:TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS (\w+)", s).group(1)  # type: ignore[union-attr]
-             for m in MIGRATIONS for s in m.statements if not s.startswith("ALTER TABLE ")}
+             for m in MIGRATIONS for s in m.statements if not s.startswith(("ALTER TABLE ", "DROP "))}
     created = _created(cluster_ddl("data", "coord"))
     assert names <= set(created)
     assert {"partition_owners", "detector_claims", "ingest_batches", "detector_runs"} <= names
@@ -39,6 +39,7 @@ def test_every_table_of_the_migrations_is_in_the_cluster_ddl_on_a_cluster() -> N
         assert created[table][0] == "coord"  # coordination and results: one shard, every replica
     assert created["estimated_performance_results"][0] == "coord"
     assert created["performance_timeline"][0] == "data"  # a view: on every host, over the replicated results
+    assert created["hourly_states"][0] == "coord"  # built by the detectors through the Distributed tables
 
 
 def test_no_engine_is_left_unreplicated_and_version_columns_survive() -> None:
@@ -55,9 +56,15 @@ def test_no_engine_is_left_unreplicated_and_version_columns_survive() -> None:
     assert len(altered) == 1 and altered[0].startswith("ALTER TABLE predictions_ingest_mv ON CLUSTER 'data' MODIFY QUERY")
     assert "FROM predictions_ingest_local" in altered[0] and "FROM predictions_ingest\n" not in altered[0]
     assert created["predictions_ingest_local"][1].rstrip().endswith("ENGINE = Null")
-    # The window states sit beside the predictions of their partition: the view reads and writes one shard.
+    # Migration 9's window states sat beside the predictions of their partition (the view read and wrote one
+    # shard); migration 14 drops the view, the Distributed table and the shards' tables, in that order.
     assert "TO window_states_local" in created["window_states_mv"][1]
     assert "FROM predictions_local ARRAY JOIN" in created["window_states_mv"][1]
+    drops = [s for s in statements if s.startswith("DROP ")]
+    assert drops == ["DROP VIEW IF EXISTS window_states_mv ON CLUSTER 'data'",
+                     "DROP TABLE IF EXISTS window_states ON CLUSTER 'data'",
+                     "DROP TABLE IF EXISTS window_states_local ON CLUSTER 'data'"]
+    assert statements.index(drops[-1]) < statements.index(created["hourly_states"][1])
 
 
 @pytest.mark.parametrize("bad", ["x'; DROP TABLE t; --", "a b", ""])
