@@ -47,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collector.broker_recycling import BrokerRecycling  # noqa: E402
 from collector.local_broker import LocalBroker, ensure_topics  # noqa: E402
 from collector.loop import Collector, tune_gc_for_throughput  # noqa: E402
 from driftline.config import Settings  # noqa: E402
@@ -160,6 +161,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=3)
     ap.add_argument("--features", type=int, default=10)
     ap.add_argument("--sample-every", type=float, default=5.0)
+    ap.add_argument("--broker-max-mb", type=int, help="local_broker_max_mb (default: the setting's default; 0: never)")
     ap.add_argument("--settle", default="3m", help="the RSS slopes leave out the soak's first SETTLE (caches filling)")
     ap.add_argument("--partitions", type=int, default=3)
     args = ap.parse_args()
@@ -192,7 +194,10 @@ def main() -> None:
         ensure_topics(broker.bootstrap_servers, list(settings.topics.values()), args.partitions)
         migrate(connect(settings))
         client = connect(settings)
-        collector = Collector(settings)
+        # As `up` runs it: the local broker swapped for an empty one past local_broker_max_mb.
+        recycling = BrokerRecycling(broker, list(settings.topics.values()), args.partitions,
+                                    args.broker_max_mb if args.broker_max_mb is not None else settings.local_broker_max_mb)
+        collector = Collector(settings, recycling=recycling)
         runner = threading.Thread(target=collector.run, name="collector", daemon=True)
         runner.start()
 
@@ -291,6 +296,7 @@ def main() -> None:
         print(f"RESULT events_per_s={stored / elapsed_produce:.0f} lag_p50_s={quantile(hist, 0.5):.2f} "
               f"lag_p99_s={quantile(hist, 0.99):.2f} rss_growth_mb_per_min={growth:.2f} "
               f"broker_rss_growth_mb_per_min={broker_growth:.2f} broker_rss_mb={broker_rss[-1][1]:.0f} "
+              f"broker_rss_max_mb={max(m for _, m in broker_rss):.0f} broker_replacements={recycling.replaced} "
               f"detector_run_p95_s={p95:.3f}")
     finally:
         if scheduler is not None:

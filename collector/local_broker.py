@@ -167,30 +167,7 @@ class LocalBroker:
             )
         url = f"tcp://{self.host}:{self.port}"
         listen_port = free_port(self.host) if self._gated else self.port
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(
-            [str(broker_binary()), "broker", "--listener-url", f"tcp://{self.host}:{listen_port}",
-             "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" and _prctl() else None,
-        )
-        if self.pid_file is not None:
-            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.pid_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"pid": self._proc.pid, "host": self.host, "port": self.port,
-                                       "started_at": time.time(), "parent": os.getpid()}))
-            tmp.replace(self.pid_file)
-        deadline = time.monotonic() + timeout
-        while not _listening(self.host, listen_port):
-            if self._proc.poll() is not None:
-                raise BrokerUnavailable(f"the local broker exited with code {self._proc.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BrokerUnavailable(f"the local broker did not listen on {url} within {timeout:.0f}s")
-            time.sleep(0.05)
+        self._proc = self._spawn(listen_port, timeout)
         if self._gated:
             try:
                 self._gate = ProduceGate(self.host, self.port, (self.host, listen_port)).start()
@@ -200,17 +177,84 @@ class LocalBroker:
         log.info("local broker started", extra={"bootstrap_servers": self.bootstrap_servers, "pid": self._proc.pid})
         return self
 
+    def _spawn(self, listen_port: int, timeout: float) -> subprocess.Popen[bytes]:
+        """A tansu process listening on `listen_port` and advertising host:port, once it listens."""
+        url = f"tcp://{self.host}:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        proc = subprocess.Popen(
+            [str(broker_binary()), "broker", "--listener-url", f"tcp://{self.host}:{listen_port}",
+             "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" and _prctl() else None,
+        )
+        self._record_pid(proc.pid)
+        deadline = time.monotonic() + timeout
+        while not _listening(self.host, listen_port):
+            if proc.poll() is not None:
+                raise BrokerUnavailable(f"the local broker exited with code {proc.returncode}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(timeout=10)
+                if self.pid_file is not None:
+                    self.pid_file.unlink(missing_ok=True)
+                raise BrokerUnavailable(f"the local broker did not listen on {url} within {timeout:.0f}s")
+            time.sleep(0.05)
+        return proc
+
+    def _record_pid(self, pid: int) -> None:
+        if self.pid_file is not None:
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.pid_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": pid, "host": self.host, "port": self.port,
+                                       "started_at": time.time(), "parent": os.getpid()}))
+            tmp.replace(self.pid_file)
+
+    def memory_mb(self) -> float | None:
+        """The broker process's resident memory (Linux /proc); None when it cannot be read."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            pages = int(Path(f"/proc/{proc.pid}/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def replace(self, topics: list[str], partitions: int, timeout: float = 15.0) -> None:
+        """Swap the broker behind the gate for a new, empty one: what bounds the embedded default's memory.
+
+        Only while the gate holds produce requests and the collector has committed everything the old
+        broker holds (collector/broker_recycling.py): nothing it holds is then needed. New connections
+        reach the new broker (its topics created first); the old one is killed, which ends every client
+        connection to it, and `release()` then lets produce requests through again.
+        """
+        gate = self._gate
+        if gate is None or not gate.holding:
+            raise RuntimeError("replace() needs a gated broker holding produce requests")
+        old = self._proc
+        listen_port = free_port(self.host)
+        self._proc = self._spawn(listen_port, timeout)
+        gate.upstream = (self.host, listen_port)
+        ensure_topics(self.bootstrap_servers, topics, partitions)  # through the gate: the new broker
+        if old is not None and old.poll() is None:
+            old.kill()
+            old.wait(timeout=10)
+        log.info("local broker replaced by an empty one", extra={"pid": self._proc.pid, "old_pid": old.pid if old else None})
+
+    def release(self) -> None:
+        """Let produce requests through the gate again (after `hold_produce`)."""
+        if self._gate is not None:
+            self._gate.release()
+
     def hold_produce(self) -> bool:
         """Stop new events at the gate (see collector/produce_gate.py); True once the broker's log end is final.
 
         Without a gate it cannot be held: False.
         """
         return self._gate.hold_produce() if self._gate is not None else False
-
-    @property
-    def pid(self) -> int | None:
-        """The broker process's id while it runs (for its memory in benchmarks and metrics)."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def stop(self) -> None:
         gate, self._gate = self._gate, None

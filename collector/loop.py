@@ -22,6 +22,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, T
 from kafka.errors import KafkaConnectionError, OffsetOutOfRangeError
 
 from collector.batch import Batch, DeadLetter, Origin
+from collector.broker_recycling import BrokerRecycling
 from collector.checkpoint import OffsetStore, Partition
 from collector.decode import RecordDecoder
 from collector.fetch_guard import UndecodableBatch, guard_fetcher
@@ -104,6 +105,10 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
     return config
 
 
+QUIET_POLLS = 3
+"""Empty polls at the log end before the held log counts as read (collector/broker_recycling.py)."""
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, collector: "Collector") -> None:
         self._collector = collector
@@ -130,13 +135,15 @@ class Collector:
         drain_on_stop: bool = False,
         on_drained: Callable[[], None] | None = None,
         hold_produce: Callable[[], bool] | None = None,
+        recycling: BrokerRecycling | None = None,
     ) -> None:
         """`watermark_path`: where the log ends seen are kept for counting what a killed in-memory broker lost
         (`up` on the embedded default); `drain_on_stop`: on stop, first read every partition up to its log
         end (the in-memory broker dies with the process); `on_drained` runs right after that final read,
         before the consumer leaves the group (`up` stops its broker there, so nothing it acknowledges
         afterwards goes unread); `hold_produce` runs before that read: once it returns True, the broker
-        acknowledges no new event, so the log end read to is final (collector/produce_gate.py)."""
+        acknowledges no new event, so the log end read to is final (collector/produce_gate.py);
+        `recycling`: swap the local broker for an empty one when it grows (collector/broker_recycling.py)."""
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
         self.settings = settings
@@ -160,6 +167,7 @@ class Collector:
         self._drain_on_stop = drain_on_stop
         self._on_drained = on_drained
         self._hold_produce = hold_produce
+        self._recycling = recycling
         self._moved: dict[Partition, str] = {}  # partitions whose fetched records came from a new incarnation
         self._held: dict[Partition, list] = {}  # type: ignore[type-arg]  # records waiting for current metadata
         self._last_start_over_check = time.monotonic()
@@ -251,6 +259,8 @@ class Collector:
         self._maybe_check_start_over()
         self._gap_watch.maybe_check()
         self._maybe_progress()
+        if self._recycling is not None and self._recycling.due():
+            self._recycling.run(self._read_all_held)
 
     def _read_to_log_end(self) -> bool:
         """On a clean stop of `up`: read every partition to its log end, stop the broker there, then flush.
@@ -281,6 +291,26 @@ class Collector:
                   extra={"timeout_s": self.settings.shutdown_timeout_seconds})
         self._drained()
         self._flush_and_drain(self._flush_timeout())
+        return False
+
+    def _read_all_held(self, timeout: float) -> bool:
+        """With produce held at the gate: read every partition to its log end and commit it all.
+
+        The end counts as reached when every position equals a log end fetched since the hold and
+        QUIET_POLLS polls in a row then brought nothing (tansu's reported log end can lag its last records
+        for a moment). False on timeout, a stop or a failing store: the broker is then kept.
+        """
+        began = time.monotonic()
+        deadline, quiet = began + timeout, 0
+        while time.monotonic() < deadline and not self._stop.is_set() and not self.fenced:
+            records = self._poll(timeout_ms=100)
+            self._add(records)
+            self._note_log_ends()
+            if self._batch.size >= self.settings.batch_max_events:
+                self._submit()
+            quiet = quiet + 1 if not any(records.values()) and not self._held and self._at_log_end(fetched_since=began) else 0
+            if quiet >= QUIET_POLLS:
+                return self._flush_and_drain(max(0.0, deadline - time.monotonic()))
         return False
 
     def _drained(self) -> None:

@@ -74,7 +74,7 @@ class _Link:
     """One client connection and its connection to the broker."""
 
     def __init__(self) -> None:
-        self.unanswered: deque[int] = deque()  # correlation ids forwarded and not yet answered, in order
+        self.unanswered: deque[int] = deque()  # produce requests forwarded and not yet answered, in order
         self._head = bytearray()  # a response's length and correlation id, when split across reads
         self._rest = 0  # bytes of the current response still to pass
 
@@ -113,6 +113,7 @@ class ProduceGate:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+        self._reopened = asyncio.Event()  # a new one per hold, set by the release() that ends it
 
     def start(self) -> "ProduceGate":
         ready: list[BaseException | None] = []
@@ -154,6 +155,8 @@ class ProduceGate:
         return future.result(timeout + 5)
 
     async def _close(self, timeout: float) -> bool:
+        if not self.holding:
+            self._reopened = asyncio.Event()
         self.holding = True
         deadline = time.monotonic() + timeout
         while any(link.unanswered for link in self._links):
@@ -163,6 +166,17 @@ class ProduceGate:
                 return False
             await asyncio.sleep(0.002)
         return True
+
+    def release(self) -> None:
+        """Let produce requests through again; each connection that had one held is closed (and resent)."""
+        if self._loop is None:
+            return
+
+        async def reopen() -> None:
+            self.holding = False
+            self._reopened.set()
+
+        asyncio.run_coroutine_threadsafe(reopen(), self._loop).result(5)
 
     def stop(self) -> None:
         loop, self._loop = self._loop, None
@@ -224,7 +238,7 @@ class ProduceGate:
             if not data:
                 return
             pending += data
-            start, held = 0, False
+            start, held, reopened = 0, False, self._reopened
             with memoryview(pending) as view:  # released before `pending` is resized
                 while len(view) - start >= 4:
                     (size,) = struct.unpack_from(">i", view, start)
@@ -235,10 +249,10 @@ class ProduceGate:
                         break
                     api_key, correlation, answered = read_request(view[start + 4:end])
                     if api_key == PRODUCE and self.holding:
-                        held = True
+                        held, reopened = True, self._reopened  # this hold's: set by the release that ends it
                         break
-                    if answered:
-                        link.unanswered.append(correlation)
+                    if answered and api_key == PRODUCE:  # only a produce request moves the log end; a
+                        link.unanswered.append(correlation)  # fetch may wait its max wait before it is answered
                     start = end
             if start:
                 broker.write(bytes(pending[:start]))
@@ -246,7 +260,8 @@ class ProduceGate:
                 await broker.drain()
             if held:
                 self.held += 1
-                await asyncio.Event().wait()  # nothing more from this client; the gate's stop closes it
+                await reopened.wait()  # nothing more from this client until release() or the gate's stop
+                return  # the relay closes the connection: the producer sends the held request again
 
     async def _responses(self, link: _Link, source: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
         while True:

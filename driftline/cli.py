@@ -207,6 +207,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from collector.broker_recycling import BrokerRecycling
     from collector.local_broker import LocalBroker, ensure_topics
     from collector.loop import Collector, tune_gc_for_throughput
     from driftline.api.models import reload_configuration
@@ -249,7 +250,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                               watermark_path=settings.embedded_path / WATERMARK_FILE
                               if local and settings.is_embedded else None,
                               drain_on_stop=local, on_drained=broker.stop if broker is not None else None,
-                              hold_produce=broker.hold_produce if broker is not None else None)
+                              hold_produce=broker.hold_produce if broker is not None else None,
+                              recycling=BrokerRecycling(broker, list(settings.topics.values()),
+                                                        settings.local_broker_partitions, settings.local_broker_max_mb)
+                              if broker is not None else None)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         api = start_api(settings, registry, reload=reloader(settings, scheduler, dispatcher), redactor=redactor,

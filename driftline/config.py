@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     local_broker_partitions: int = Field(
         3, ge=1, le=256, description="Partitions per topic that `up` creates on its local broker."
     )
+    local_broker_max_mb: int = Field(
+        1024, ge=0,
+        description="Memory of the local broker above which `up` swaps it for an empty one, once the collector "
+        "has committed everything it holds (a pause of a few seconds for producers); 0: never (it grows with "
+        "every event). Linux only (read from /proc).",
+    )
     models_file: Path = Field(
         Path("models.yaml"),
         description="The model registry (YAML): models, features, references, windows, schedules, thresholds. "

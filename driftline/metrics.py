@@ -77,6 +77,13 @@ FLUSH_SECONDS = Histogram("driftline_collector_flush_duration_seconds",
                           buckets=SLOW, registry=REGISTRY)
 LAG = Gauge("driftline_collector_lag_records", "Records behind the partition's high watermark when the last batch "
             "was cut, per assigned topic-partition.", ["topic", "partition"], registry=REGISTRY)
+LOCAL_BROKER_REPLACEMENTS = Counter(
+    "driftline_local_broker_replacements_total",
+    "Times `up` swapped its local broker for an empty one after committing everything it held "
+    "(collector/broker_recycling.py).", registry=REGISTRY)
+LOCAL_BROKER_MEMORY = Gauge("driftline_local_broker_memory_bytes",
+                            "Resident memory of the local broker `up` runs (the embedded default), as last read.",
+                            registry=REGISTRY)
 STORE_ERRORS = Counter("driftline_collector_store_errors_total",
                        "Failed batch write attempts (ClickHouse unavailable or the checkpoint failing).", registry=REGISTRY)
 UNDECODABLE_BATCHES = Counter(
