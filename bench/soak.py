@@ -197,7 +197,7 @@ def main() -> None:
         # As `up` runs it: the local broker swapped for an empty one past local_broker_max_mb.
         recycling = BrokerRecycling(broker, list(settings.topics.values()), args.partitions,
                                     args.broker_max_mb if args.broker_max_mb is not None else settings.local_broker_max_mb)
-        collector = Collector(settings, recycling=recycling)
+        collector = Collector(settings, recycling=recycling, sole_reader=True)
         runner = threading.Thread(target=collector.run, name="collector", daemon=True)
         runner.start()
 

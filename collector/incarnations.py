@@ -40,6 +40,7 @@ Partition = tuple[str, int]
 FIRST = "first"  # the first incarnation this store meets (or a store from before incarnations were recorded)
 NEW_TOPIC_ID = "new_topic_id"  # the broker reports another topic id: the topic was created anew
 LOG_END_BELOW_CHECKPOINT = "log_end_below_checkpoint"  # no topic id, but the log is shorter than what was read
+BROKER_REPLACED = "broker_replaced"  # `up` swapped its local broker for an empty one after committing it all
 LOG_START_PAST_CHECKPOINT = "log_start_past_checkpoint"  # retention (or DeleteRecords) removed unread records
 
 
@@ -135,20 +136,25 @@ class Incarnations:
         )
         if lost:
             metrics.events_lost(tp[0], reason, lost)
-        level = logging.INFO if reason == FIRST else logging.ERROR if lost else logging.WARNING
-        log.log(level, "partition log started over: events it held past the checkpoint are lost "
-                "(events_lost counts those the collector had seen; it may have held more)"
-                if reason != FIRST else "first incarnation of this partition recorded",
+        level = logging.INFO if reason in (FIRST, BROKER_REPLACED) and not lost else \
+            logging.ERROR if lost else logging.WARNING
+        message = ("first incarnation of this partition recorded" if reason == FIRST else
+                   "partition read on the empty broker that replaced the local one" if level == logging.INFO else
+                   "partition log started over: events it held past the checkpoint are lost "
+                   "(events_lost counts those the collector had seen; it may have held more)")
+        log.log(level, message,
                 extra={"topic": tp[0], "partition": tp[1], "topic_id": topic_id, "base": base,
                        "events_lost": lost, "reason": reason})
 
     def resolve(self, partitions: Iterable[Partition], committed: Mapping[Partition, int],
                 topic_ids: Mapping[Partition, str], watermarks: WatermarkFile | None = None,
-                force: Mapping[Partition, str] | None = None) -> dict[Partition, int]:
+                force: Mapping[Partition, str] | None = None,
+                expected: Mapping[Partition, str] | None = None) -> dict[Partition, int]:
         """The offset base of each partition, recording new incarnations (and what the old ones lost).
 
         `force` names partitions known to have started over although their topic id did not change
-        (a log end below the position read, reason LOG_END_BELOW_CHECKPOINT).
+        (a log end below the position read, reason LOG_END_BELOW_CHECKPOINT); `expected`, the reason to
+        record for partitions whose new incarnation was caused on purpose (BROKER_REPLACED).
         """
         wanted = list(partitions)
         known = self.current(wanted)
@@ -171,7 +177,7 @@ class Incarnations:
                                 if watermarks is not None else None) if e is not None]
             lost = max(0, max(seen, default=checkpoint) - checkpoint)
             bases[tp] = checkpoint
-            self.record(tp, topic_id, checkpoint, lost, force.get(tp, NEW_TOPIC_ID))
+            self.record(tp, topic_id, checkpoint, lost, force.get(tp) or (expected or {}).get(tp, NEW_TOPIC_ID))
         return bases
 
     def record_skipped(self, tp: Partition, topic_id: str, base: int, skipped: int) -> None:
@@ -180,10 +186,14 @@ class Incarnations:
 
 
 def lost_events(client: Client) -> list[dict[str, object]]:
-    """Per partition: the events lost with old incarnations or to retention, for `db status` and the docs."""
+    """Per partition: the events lost with old incarnations or to retention, for `db status` and the docs.
+
+    A broker `up` replaced on purpose (everything it held committed) is no start-over: not listed.
+    """
     rows = client.query(
-        "SELECT topic, partition, sum(lost), countIf(reason != 'first') AS started_over, max(detected_at) "
-        "FROM partition_incarnations GROUP BY topic, partition HAVING started_over > 0 ORDER BY topic, partition"
+        "SELECT topic, partition, sum(lost), countIf(reason NOT IN ({first:String}, {replaced:String})) AS started_over, "
+        "max(detected_at) FROM partition_incarnations GROUP BY topic, partition HAVING started_over > 0 OR sum(lost) > 0 "
+        "ORDER BY topic, partition", parameters={"first": FIRST, "replaced": BROKER_REPLACED}
     ).result_rows
     return [{"topic": str(t), "partition": int(p), "events_lost": int(n), "started_over": int(r),
              "last_detected_at": str(at)} for t, p, n, r, at in rows]

@@ -28,7 +28,8 @@ from collector.decode import RecordDecoder
 from collector.fetch_guard import UndecodableBatch, guard_fetcher
 from collector.fetch_times import FetchTimes, track_fetch_times
 from collector.metadata_watch import MetadataWatch, watch_metadata
-from collector.incarnations import LOG_END_BELOW_CHECKPOINT, NEW_TOPIC_ID, Incarnations, WatermarkFile, incarnation_key
+from collector.incarnations import (BROKER_REPLACED, LOG_END_BELOW_CHECKPOINT, NEW_TOPIC_ID, Incarnations, WatermarkFile,
+                                    incarnation_key)
 from collector.sender_gaps import SenderGapWatch
 from collector.sink import ClickHouseSink
 from collector.stats import CollectorStats
@@ -136,6 +137,7 @@ class Collector:
         on_drained: Callable[[], None] | None = None,
         hold_produce: Callable[[], bool] | None = None,
         recycling: BrokerRecycling | None = None,
+        sole_reader: bool = False,
     ) -> None:
         """`watermark_path`: where the log ends seen are kept for counting what a killed in-memory broker lost
         (`up` on the embedded default); `drain_on_stop`: on stop, first read every partition up to its log
@@ -143,7 +145,10 @@ class Collector:
         before the consumer leaves the group (`up` stops its broker there, so nothing it acknowledges
         afterwards goes unread); `hold_produce` runs before that read: once it returns True, the broker
         acknowledges no new event, so the log end read to is final (collector/produce_gate.py);
-        `recycling`: swap the local broker for an empty one when it grows (collector/broker_recycling.py)."""
+        `recycling`: swap the local broker for an empty one when it grows (collector/broker_recycling.py);
+        `sole_reader`: this is the only collector of these topics (`up`'s local broker): it assigns itself
+        every partition instead of joining a consumer group, so a replaced broker costs no group rejoin
+        (tansu holds a JoinGroup about 3 s)."""
         if not settings.kafka_bootstrap_servers:
             raise ValueError("kafka_bootstrap_servers is not set (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)")
         self.settings = settings
@@ -168,6 +173,8 @@ class Collector:
         self._on_drained = on_drained
         self._hold_produce = hold_produce
         self._recycling = recycling
+        self._sole_reader = sole_reader
+        self._replaced: set[Partition] = set()  # partitions of a broker swapped on purpose, not yet met anew
         self._moved: dict[Partition, str] = {}  # partitions whose fetched records came from a new incarnation
         self._held: dict[Partition, list] = {}  # type: ignore[type-arg]  # records waiting for current metadata
         self._last_start_over_check = time.monotonic()
@@ -208,11 +215,14 @@ class Collector:
         guard_fetcher(self._consumer)  # an undecodable batch raises UndecodableBatch, see _poll
         self._fetch_times = track_fetch_times(self._consumer)  # how fresh each log end is, see _at_log_end
         self._metadata = watch_metadata(self._consumer)  # records fetched before it is current wait, see _add
-        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+        if not self._sole_reader:
+            self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         log.info("collector started", extra={"collector": self.collector_id, "topics": self._topics,
                                               "store": s.redacted_clickhouse_url()})
         flushed = False
         try:
+            if self._sole_reader:
+                self._assign_every_partition()
             while not self._stop.is_set():
                 self._poll_once()
             self._shutdown_deadline = time.monotonic() + s.shutdown_timeout_seconds
@@ -228,6 +238,32 @@ class Collector:
                 self._writer.close(timeout=0 if not flushed else 5)
             log.info("collector stopped", extra={"flushed": flushed, "fenced": self.fenced, **self.stats.snapshot()})
         return flushed and not self.fenced
+
+    def _assign_every_partition(self) -> None:
+        """Take every partition of the topics (once the broker's metadata names them all), as an assignment.
+
+        Even when a stop came first: its drain reads the broker to its end, which needs the partitions
+        (within the shutdown timeout).
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        waited = time.monotonic()
+        give_up: float | None = None
+        while give_up is None or time.monotonic() < give_up:
+            if give_up is None and self._stop.is_set():
+                give_up = time.monotonic() + self.settings.shutdown_timeout_seconds
+            found = {t: consumer.partitions_for_topic(t) for t in self._topics}
+            if all(found.values()):
+                partitions = [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps or ())]
+                consumer.assign(partitions)
+                self._on_assigned(partitions)
+                return
+            if time.monotonic() - waited > 10:
+                log.warning("waiting for the broker to report the topics' partitions",
+                            extra={"missing": [t for t, ps in found.items() if not ps]})
+                waited = time.monotonic()
+            time.sleep(0.2)
+        log.error("stopping before the broker reported the topics' partitions")
 
     # -- the loop ------------------------------------------------------------------
 
@@ -259,8 +295,8 @@ class Collector:
         self._maybe_check_start_over()
         self._gap_watch.maybe_check()
         self._maybe_progress()
-        if self._recycling is not None and self._recycling.due():
-            self._recycling.run(self._read_all_held)
+        if self._recycling is not None and self._recycling.due() and self._recycling.run(self._read_all_held):
+            self._replaced = set(self._bases)  # every partition this collector has read: each meets a new log
 
     def _read_to_log_end(self) -> bool:
         """On a clean stop of `up`: read every partition to its log end, stop the broker there, then flush.
@@ -415,7 +451,9 @@ class Collector:
         assert consumer is not None
         committed = self._offsets.committed(keys)
         ids = {tp: self._topic_id(tp[0]) for tp in keys}
-        bases = self._incarnations.resolve(keys, committed, ids, self._watermarks, force)
+        bases = self._incarnations.resolve(keys, committed, ids, self._watermarks, force,
+                                           expected={k: BROKER_REPLACED for k in keys if k in self._replaced})
+        self._replaced -= {k for k in keys if ids[k] and ids[k] != self._topic_ids.get(k)}
         self._bases.update(bases)
         self._topic_ids.update(ids)
         for key in keys:

@@ -253,7 +253,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                               hold_produce=broker.hold_produce if broker is not None else None,
                               recycling=BrokerRecycling(broker, list(settings.topics.values()),
                                                         settings.local_broker_partitions, settings.local_broker_max_mb)
-                              if broker is not None else None)
+                              if broker is not None else None, sole_reader=local)
         dispatcher = start_dispatcher(settings, alert_config, stop)
         scheduler = start_detectors(settings, registry, alert_config, dispatcher)
         api = start_api(settings, registry, reload=reloader(settings, scheduler, dispatcher), redactor=redactor,

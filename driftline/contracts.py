@@ -110,6 +110,7 @@ class EventValidator:
         }[kind]
         self._known_names: set[str] = set()
         self._classes: dict[str, str] = {}
+        self._distinct_shapes: set[tuple[str, ...]] = set()  # proba key tuples whose classes are distinct
         self._keys = {EventKind.PREDICTION: _prediction_keys, EventKind.LABEL: _label_keys,
                       EventKind.METRIC: _metric_keys}[kind]
 
@@ -163,6 +164,9 @@ class EventValidator:
 
     def _distinct_classes(self, proba: dict[str, float]) -> None:
         """Proba keys that are one class once canonical ("1" and "1.0") would make the stored map ambiguous."""
+        shape = tuple(proba)  # one model sends the same classes in the same order: checked once per shape
+        if shape in self._distinct_shapes:
+            return
         classes = self._classes
         if len(classes) > self._KNOWN_NAMES_MAX:
             classes.clear()
@@ -176,6 +180,8 @@ class EventValidator:
                 raise ContractError("contract", f"proba classes {same} are the same class {name!r} (1, 1.0, \"1\" "
                                                 "and true are one class) - at `$.proba`")
             seen.add(name)
+        if len(self._distinct_shapes) < self._KNOWN_NAMES_MAX:
+            self._distinct_shapes.add(shape)
 
     def _check_prediction(self, e: PredictionEvent, size: int) -> None:
         self._event_id(e.event_id)
