@@ -106,6 +106,8 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
     return config
 
 
+REPLACED_BY_TOPIC_ID_S = 10.0
+"""After a swap, how long its partitions are left to be met by new topic ids before log ends count too."""
 QUIET_POLLS = 3
 """Empty polls at the log end before the held log counts as read (collector/broker_recycling.py)."""
 
@@ -175,6 +177,7 @@ class Collector:
         self._recycling = recycling
         self._sole_reader = sole_reader
         self._replaced: set[Partition] = set()  # partitions of a broker swapped on purpose, not yet met anew
+        self._replaced_until = 0.0
         self._moved: dict[Partition, str] = {}  # partitions whose fetched records came from a new incarnation
         self._held: dict[Partition, list] = {}  # type: ignore[type-arg]  # records waiting for current metadata
         self._last_start_over_check = time.monotonic()
@@ -297,6 +300,7 @@ class Collector:
         self._maybe_progress()
         if self._recycling is not None and self._recycling.due() and self._recycling.run(self._read_all_held):
             self._replaced = set(self._bases)  # every partition this collector has read: each meets a new log
+            self._replaced_until = time.monotonic() + REPLACED_BY_TOPIC_ID_S
 
     def _read_to_log_end(self) -> bool:
         """On a clean stop of `up`: read every partition to its log end, stop the broker there, then flush.
@@ -418,8 +422,8 @@ class Collector:
             if self._new_incarnation(key):
                 moved[key] = NEW_TOPIC_ID
                 continue
-            if not check_ends:
-                continue
+            if not check_ends or (key in self._replaced and now < self._replaced_until):
+                continue  # a swapped broker is met by its new topic ids (a reason of its own), not its log ends
             high, position = consumer.highwater(tp), self._position(tp)
             if high is not None and position is not None and position > high:
                 moved[key] = LOG_END_BELOW_CHECKPOINT
