@@ -103,14 +103,14 @@ def produce(bootstrap: str, topic: str, models: list[str], features: int, rate: 
     produced.value = sent
 
 
-def rss_mb(pid: int | None = None) -> float:
-    """Resident set size of this process (chDB lives in it too), or of process `pid` (the local broker)."""
+def rss_mb() -> float:
+    """Resident set size of this process (chDB lives in it too)."""
     try:
         import psutil
 
-        return psutil.Process(pid).memory_info().rss / 2**20
+        return psutil.Process().memory_info().rss / 2**20
     except ImportError:
-        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("cannot read RSS")
@@ -252,7 +252,7 @@ def main() -> None:
             last_wall = now_wall
             runs = client.query("SELECT count() FROM detector_runs WHERE started_at >= {s:DateTime64(3, 'UTC')}",
                                 parameters={"s": soak_start_wall}).result_rows[0][0]
-            mem, broker_mem = rss_mb(), rss_mb(broker.pid)
+            mem, broker_mem = rss_mb(), broker.memory_mb() or float("nan")  # what `up` reads to decide a swap
             rss.append((t, mem))
             broker_rss.append((t, broker_mem))
             p = produced.value

@@ -52,30 +52,36 @@ class BrokerRecycling:
 
     def run(self, drain: Callable[[float], bool]) -> bool:
         """Hold produce, let `drain` read and commit everything, swap the broker, release; True if swapped."""
-        started = time.monotonic()
+        started = last = time.monotonic()
         memory = self.broker.memory_mb()
-        swapped = False
         steps: dict[str, float] = {}
+
+        def lap(step: str) -> None:
+            nonlocal last
+            now = time.monotonic()
+            steps[step], last = round(now - last, 3), now
+
         try:
             if not self.broker.hold_produce():
                 log.warning("local broker not replaced: it did not answer every produce request it was given")
                 return False
-            steps["hold_s"] = time.monotonic() - started
+            lap("hold_s")
             if not drain(DRAIN_TIMEOUT_S):
                 log.warning("local broker not replaced: the collector could not read and commit all it holds; "
                             "trying again later", extra={"memory_mb": memory})
                 return False
-            steps["drain_s"] = time.monotonic() - started - steps["hold_s"]
-            self.broker.replace(self.topics, self.partitions)
-            steps["replace_s"] = time.monotonic() - started - steps["hold_s"] - steps["drain_s"]
-            swapped = True
+            lap("drain_s")
+            try:
+                self.broker.replace(self.topics, self.partitions)
+            except Exception:  # a broker that would not start: keep collecting from the old one, try again later
+                log.exception("local broker not replaced: the new one did not start")
+                return False
+            lap("replace_s")
         finally:
             self.broker.release()
-            pause = time.monotonic() - started
-            if swapped:
-                self.replaced += 1
-                metrics.LOCAL_BROKER_REPLACEMENTS.inc()
-                log.info("local broker replaced by an empty one: everything it held was committed",
-                         extra={"memory_mb_before": round(memory or 0), "produce_held_s": round(pause, 3),
-                                "replacements": self.replaced, **{k: round(v, 3) for k, v in steps.items()}})
-        return swapped
+        self.replaced += 1
+        metrics.LOCAL_BROKER_REPLACEMENTS.inc()
+        log.info("local broker replaced by an empty one: everything it held was committed",
+                 extra={"memory_mb_before": round(memory or 0), "produce_held_s": round(time.monotonic() - started, 3),
+                        "replacements": self.replaced, **steps})
+        return True

@@ -2,9 +2,9 @@
 
 `driftline.store.window_states` keeps per (model, hour, feature) aggregates,
 built here, for the hours of the spans a detection reads, when they are new
-or their rows changed (one comparison per span; a month-long reference
-already built costs a count). For a window (and a production reference range) on hour boundaries, this
-module merges the hours' states into the same `ColumnProfile`s and
+or their rows changed (one comparison per span: a count and a fingerprint
+per hour, read from the rows' Kafka positions). For a window (and a
+production reference range) on hour boundaries, this module merges the hours' states into the same `ColumnProfile`s and
 `Summaries` the raw passes of `detectors.aggregates` build, for the columns
 whose methods allow it:
 

@@ -22,13 +22,14 @@ under `__prediction__`):
 
 Why built, not kept by a view: a materialized view aggregated every insert
 block on the collector's hot path and halved its throughput (docs/evidence.md:
-Benchmarks). States are now built per hour by `refresh`, one INSERT ... SELECT
-per hour whose rows differ from its states (count or fingerprint), when a
-detection is about to read the hours (detectors/states.py). That one
+Benchmarks). States are now built by `refresh` for the hours whose rows differ
+from their states (count or fingerprint), one INSERT ... SELECT per run of up
+to HOURS_PER_BUILD such hours, when a detection is about to read them
+(detectors/states.py). That one
 comparison covers every way rows change: the first build, late events into a
 closed hour, the collector's rollback of uncommitted rows and their replay,
 retention, and a process that died between a rebuild's DELETE and its INSERT.
-Each hour's states come from one INSERT ... SELECT, so they and their
+Each hour's states come from one statement, so they and their
 fingerprint describe the same snapshot; rows landing after it make the next
 comparison differ, and until that rebuild the detectors' guard (the states'
 event count against the rows stored) sends the detection to raw rows.
