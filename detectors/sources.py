@@ -131,16 +131,27 @@ def expected_label_wait(model: ModelSpec) -> timedelta:
     return max(model.label_delay * 2 + model.window, timedelta(hours=1))
 
 
-def window_event_ids_sql(model_param: str, start: str, end: str) -> str:
-    """The event ids of a model's predictions in [start, end): the set a window's labels are looked up by."""
-    return f"(SELECT event_id FROM predictions WHERE model = {model_param} AND ts >= {start} AND ts < {end})"
+def labelled_window_ids_sql(model_param: str, start: str, end: str, labels_where: str) -> str:
+    """The event ids of a model's predictions in [start, end) that may have a label matching `labels_where`.
+
+    The set a window's labels are looked up by. Why not every id of the window: ClickHouse builds an IN
+    set in memory, and a 10M-row window's ids took 1.3 GB (docs/evidence.md) even when no label had
+    arrived. The ids are first narrowed to those whose hash is among the matching labels' hashes (a set
+    of UInt64, one per label), so both sets grow with the labels, not the window. Exact: a hash match
+    only lets an id into the set, the caller's `event_id IN` compares the ids themselves.
+    """
+    return (f"(SELECT event_id FROM predictions WHERE model = {model_param} AND ts >= {start} AND ts < {end} "
+            f"AND cityHash64(event_id) IN (SELECT cityHash64(event_id) FROM labels "
+            f"WHERE model = {model_param} AND {labels_where}))")
 
 
-def labels_sql(q: Query, model_param: str, since: str, until: str, event_ids: str) -> str:
-    """The latest label of each of `event_ids`, among labels that arrived in [since, until) (by their ts)."""
+def labels_sql(model_param: str, start: str, end: str, until: str) -> str:
+    """The latest label of each prediction of [start, end), among labels that arrived in [start, until) (by ts)."""
+    arrived = f"ts >= {start} AND ts < {until}"
     return (
         f"(SELECT event_id, argMax(label, ts) AS label FROM labels "
-        f"WHERE model = {model_param} AND ts >= {since} AND ts < {until} AND event_id IN {event_ids} "
+        f"WHERE model = {model_param} AND {arrived} "
+        f"AND event_id IN {labelled_window_ids_sql(model_param, start, end, arrived)} "
         f"GROUP BY event_id)"
     )
 
@@ -151,8 +162,9 @@ def late_labels_sql(model: ModelSpec, window: Window, q: Query) -> str:
     start = q.param(window.start, TS, "t")
     end = q.param(window.end, TS, "t")
     until = q.param(window.end + label_horizon(model), TS, "t")
-    return (f"SELECT count() FROM labels WHERE model = {model_p} AND ts >= {until} "
-            f"AND event_id IN {window_event_ids_sql(model_p, start, end)}")
+    late = f"ts >= {until}"
+    return (f"SELECT count() FROM labels WHERE model = {model_p} AND {late} "
+            f"AND event_id IN {labelled_window_ids_sql(model_p, start, end, late)}")
 
 
 ROW = "features, prediction, proba, label"
@@ -170,7 +182,7 @@ def production_rows(
     where = f"p.model = {model_p} AND p.ts >= {start} AND p.ts < {end}{_segment_filter(segment, q)}"
     if with_labels:
         until = q.param(window.end + label_horizon(model), TS, "t")
-        labels = labels_sql(q, model_p, start, until, window_event_ids_sql(model_p, start, end))
+        labels = labels_sql(model_p, start, end, until)
         source = f"predictions AS p LEFT JOIN {labels} AS l ON l.event_id = p.event_id"
     else:
         # Read the table itself (a `SELECT *` subquery here would make every pass read every feature).
