@@ -22,7 +22,13 @@ child process, so its CPU does not share this process's GIL.
    ClickHouse itself.
 3. Every --sample-every seconds a row: produced, stored, backlog, lag
    p50/p99 of the interval, RSS of this process (psutil if installed, else
-   /proc/self/status), RSS of the local broker's process, detector runs so far.
+   /proc/self/status) and two parts of it: the memory ClickHouse tracks
+   (system.metrics MemoryTracking) and glibc's heap in use (mallinfo2:
+   Python's larger objects, numpy, kafka-python), RSS of the local broker's
+   process, detector runs so far. Growth in the RSS that neither part shows
+   is the allocators keeping freed pages.
+4. The detector scheduler's clients are made as `up` makes them
+   (`detectors.priority.detector_clients`): their queries run behind ingest.
 
 The last line is
 `RESULT events_per_s=... lag_p50_s=... lag_p99_s=... rss_growth_mb_per_min=... detector_run_p95_s=...`
@@ -43,6 +49,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -116,6 +123,30 @@ def rss_mb() -> float:
     raise RuntimeError("cannot read RSS")
 
 
+def engine_mb(client: Any) -> float:
+    """Memory ClickHouse itself tracks (caches, parts, queries): the part of the RSS that is the engine's."""
+    rows = client.query("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'").result_rows
+    return rows[0][0] / 2**20 if rows else float("nan")
+
+
+def heap_mb() -> float:
+    """Bytes in use on glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers); nan elsewhere."""
+    try:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in
+                        ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                         "fordblks", "keepcost")]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+        return (info.uordblks + info.hblkhd) / 2**20
+    except (OSError, AttributeError):
+        return float("nan")
+
+
 def slope_per_min(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, MB) points, in MB per minute."""
     if len(points) < 2:
@@ -170,6 +201,7 @@ def main() -> None:
     tune_gc_for_throughput()  # as the service does
 
     from detectors.config import registry_from_yaml
+    from detectors.priority import detector_clients
     from detectors.schedule import DetectorScheduler
     from driftline.store import connect, migrate
     from driftline.yamlfile import LocatedYaml
@@ -224,7 +256,7 @@ def main() -> None:
               f"events/s; soak rate {rate:,.0f} events/s for {duration:.0f} s", flush=True)
 
         # 2. the scheduler runs detection every minute on the live windows, beside the collector.
-        scheduler = DetectorScheduler(registry, lambda: connect(settings), grace=dt.timedelta(seconds=2),
+        scheduler = DetectorScheduler(registry, detector_clients(settings), grace=dt.timedelta(seconds=2),
                                       catchup_windows=2, workers=settings.detector_workers)
         scheduler.start()
 
@@ -238,9 +270,11 @@ def main() -> None:
         hist: Counter[int] = Counter()
         rss: list[tuple[float, float]] = []
         broker_rss: list[tuple[float, float]] = []
+        engine_rss: list[tuple[float, float]] = []  # where the service's RSS goes: the engine's own tracking,
+        heap_rss: list[tuple[float, float]] = []  # and glibc's heap (Python, numpy, kafka-python)
         last_wall = soak_start_wall
         print(f"{'t_s':>6} {'produced':>10} {'stored':>10} {'backlog':>8} {'ev/s':>8} {'lag_p50_s':>9} "
-              f"{'lag_p99_s':>9} {'rss_mb':>8} {'broker_mb':>9} {'det_runs':>8}", flush=True)
+              f"{'lag_p99_s':>9} {'rss_mb':>8} {'engine_mb':>9} {'heap_mb':>8} {'broker_mb':>9} {'det_runs':>8}", flush=True)
         prev_stored, prev_t = 0, 0.0
         while True:
             time.sleep(args.sample_every)
@@ -253,11 +287,15 @@ def main() -> None:
             runs = client.query("SELECT count() FROM detector_runs WHERE started_at >= {s:DateTime64(3, 'UTC')}",
                                 parameters={"s": soak_start_wall}).result_rows[0][0]
             mem, broker_mem = rss_mb(), broker.memory_mb() or float("nan")  # what `up` reads to decide a swap
+            engine, heap = engine_mb(client), heap_mb()
             rss.append((t, mem))
+            engine_rss.append((t, engine))
+            heap_rss.append((t, heap))
             broker_rss.append((t, broker_mem))
             p = produced.value
             print(f"{t:6.0f} {p:10,} {stored:10,} {p - stored:8,} {(stored - prev_stored) / (t - prev_t):8,.0f} "
-                  f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {broker_mem:9.0f} {runs:8}",
+                  f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {engine:9.0f} {heap:8.0f} "
+                  f"{broker_mem:9.0f} {runs:8}",
                   flush=True)
             prev_stored, prev_t = stored, t
             if not runner.is_alive():
@@ -286,6 +324,11 @@ def main() -> None:
               f"({lost} missing), {visible:,} rows visible, {sum(hist.values()):,} lag samples", flush=True)
         print(f"rss: first {rss[0][1]:.0f} MB, last {rss[-1][1]:.0f} MB, max {max(m for _, m in rss):.0f} MB, "
               f"slope after {settle:.0f} s {growth:+.2f} MB/min", flush=True)
+        after = [p for p in engine_rss if p[0] >= settle] or engine_rss
+        print(f"of which the engine's tracked memory: first {engine_rss[0][1]:.0f} MB, last {engine_rss[-1][1]:.0f} MB, "
+              f"slope {slope_per_min(after):+.2f} MB/min; glibc heap in use: first {heap_rss[0][1]:.0f} MB, "
+              f"last {heap_rss[-1][1]:.0f} MB, slope {slope_per_min([p for p in heap_rss if p[0] >= settle] or heap_rss):+.2f} MB/min",
+              flush=True)
         print(f"local broker rss: first {broker_rss[0][1]:.0f} MB, last {broker_rss[-1][1]:.0f} MB, "
               f"slope after {settle:.0f} s {broker_growth:+.2f} MB/min", flush=True)
         if durations:

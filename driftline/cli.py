@@ -309,6 +309,7 @@ def start_dispatcher(settings: Settings, alert_config, stop: threading.Event):  
 def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=None):  # type: ignore[no-untyped-def]
     """The detector scheduler over the model registry (evaluating alerts after each tick), or None without one."""
     from alerts.evaluate import Evaluator
+    from detectors.priority import detector_clients
     from detectors.schedule import DetectorScheduler
     from detectors.shard import Shard
 
@@ -334,7 +335,7 @@ def start_detectors(settings: Settings, registry, alert_config=None, dispatcher=
             dispatcher[0].wake.set()
 
     scheduler = DetectorScheduler(
-        registry, lambda: connect(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
+        registry, detector_clients(settings), grace=dt.timedelta(seconds=settings.detector_grace_seconds),
         catchup_windows=settings.detector_catchup_windows, workers=settings.detector_workers,
         after_tick=evaluate_alerts,
         shard=Shard.parse(settings.detector_shard),
