@@ -25,8 +25,10 @@ child process, so its CPU does not share this process's GIL.
    /proc/self/status) and two parts of it: the memory ClickHouse tracks
    (system.metrics MemoryTracking) and glibc's heap in use (mallinfo2:
    Python's larger objects, numpy, kafka-python), RSS of the local broker's
-   process, detector runs so far. Growth in the RSS that neither part shows
-   is the allocators keeping freed pages.
+   process, detector runs so far, the predictions table's active parts and
+   the merges running (a merge of large parts takes CPU from ingest).
+   Growth in the RSS that neither part shows is the allocators keeping
+   freed pages.
 4. The detector scheduler's clients are made as `up` makes them
    (`detectors.priority.detector_clients`): their queries run behind ingest.
 
@@ -274,7 +276,8 @@ def main() -> None:
         heap_rss: list[tuple[float, float]] = []  # and glibc's heap (Python, numpy, kafka-python)
         last_wall = soak_start_wall
         print(f"{'t_s':>6} {'produced':>10} {'stored':>10} {'backlog':>8} {'ev/s':>8} {'lag_p50_s':>9} "
-              f"{'lag_p99_s':>9} {'rss_mb':>8} {'engine_mb':>9} {'heap_mb':>8} {'broker_mb':>9} {'det_runs':>8}", flush=True)
+              f"{'lag_p99_s':>9} {'rss_mb':>8} {'engine_mb':>9} {'heap_mb':>8} {'broker_mb':>9} {'det_runs':>8} "
+              f"{'parts':>5} {'merges':>6}", flush=True)
         prev_stored, prev_t = 0, 0.0
         while True:
             time.sleep(args.sample_every)
@@ -288,6 +291,9 @@ def main() -> None:
                                 parameters={"s": soak_start_wall}).result_rows[0][0]
             mem, broker_mem = rss_mb(), broker.memory_mb() or float("nan")  # what `up` reads to decide a swap
             engine, heap = engine_mb(client), heap_mb()
+            parts, merging = client.query(
+                "SELECT (SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'predictions' "
+                "AND active), (SELECT count() FROM system.merges WHERE database = currentDatabase())").result_rows[0]
             rss.append((t, mem))
             engine_rss.append((t, engine))
             heap_rss.append((t, heap))
@@ -295,7 +301,7 @@ def main() -> None:
             p = produced.value
             print(f"{t:6.0f} {p:10,} {stored:10,} {p - stored:8,} {(stored - prev_stored) / (t - prev_t):8,.0f} "
                   f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {engine:9.0f} {heap:8.0f} "
-                  f"{broker_mem:9.0f} {runs:8}",
+                  f"{broker_mem:9.0f} {runs:8} {parts:5} {merging:6}",
                   flush=True)
             prev_stored, prev_t = stored, t
             if not runner.is_alive():
