@@ -42,6 +42,9 @@ NEW_TOPIC_ID = "new_topic_id"  # the broker reports another topic id: the topic 
 LOG_END_BELOW_CHECKPOINT = "log_end_below_checkpoint"  # no topic id, but the log is shorter than what was read
 BROKER_REPLACED = "broker_replaced"  # `up` swapped its local broker for an empty one after committing it all
 LOG_START_PAST_CHECKPOINT = "log_start_past_checkpoint"  # retention (or DeleteRecords) removed unread records
+_EXPECTED = {FIRST: "first incarnation of this partition recorded",
+             BROKER_REPLACED: "partition read on the empty broker that replaced the local one"}
+"""Reasons that are no start-over when nothing was lost: logged at info level with these messages."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +139,12 @@ class Incarnations:
         )
         if lost:
             metrics.events_lost(tp[0], reason, lost)
-        level = logging.INFO if reason in (FIRST, BROKER_REPLACED) and not lost else \
-            logging.ERROR if lost else logging.WARNING
-        message = ("first incarnation of this partition recorded" if reason == FIRST else
-                   "partition read on the empty broker that replaced the local one" if level == logging.INFO else
-                   "partition log started over: events it held past the checkpoint are lost "
-                   "(events_lost counts those the collector had seen; it may have held more)")
+        if reason in _EXPECTED and not lost:
+            level, message = logging.INFO, _EXPECTED[reason]
+        else:  # a log that started over under us: a warning, an error when events were lost with it
+            level = logging.ERROR if lost else logging.WARNING
+            message = ("partition log started over: events it held past the checkpoint are lost "
+                       "(events_lost counts those the collector had seen; it may have held more)")
         log.log(level, message,
                 extra={"topic": tp[0], "partition": tp[1], "topic_id": topic_id, "base": base,
                        "events_lost": lost, "reason": reason})
