@@ -41,6 +41,7 @@ where rss_growth is the least-squares slope of RSS over the soak samples after
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as dt
 import multiprocessing as mp
 import shutil
@@ -51,8 +52,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -131,22 +132,31 @@ def engine_mb(client: Any) -> float:
     return rows[0][0] / 2**20 if rows else float("nan")
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _mallinfo2() -> Any:
+    """glibc's mallinfo2, or None where there is none (another libc, glibc before 2.33)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        return libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLINFO2 = _mallinfo2()
+
+
 def heap_mb() -> float:
     """Bytes in use on glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers); nan elsewhere."""
-    try:
-        import ctypes
-
-        class MallInfo2(ctypes.Structure):
-            _fields_ = [(name, ctypes.c_size_t) for name in
-                        ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-                         "fordblks", "keepcost")]
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = MallInfo2
-        info = libc.mallinfo2()
-        return (info.uordblks + info.hblkhd) / 2**20
-    except (OSError, AttributeError):
+    if _MALLINFO2 is None:
         return float("nan")
+    info = _MALLINFO2()
+    return (info.uordblks + info.hblkhd) / 2**20
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:
@@ -324,17 +334,18 @@ def main() -> None:
         statuses = Counter(r[1] for r in runs)
         p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else float("nan")
         settle = parse_duration(args.settle).total_seconds()
-        growth = slope_per_min([p for p in rss if p[0] >= settle] or rss)
-        broker_growth = slope_per_min([p for p in broker_rss if p[0] >= settle] or broker_rss)
+
+        def settled_slope(points: list[tuple[float, float]]) -> float:
+            return slope_per_min([p for p in points if p[0] >= settle] or points)
+
+        growth, broker_growth = settled_slope(rss), settled_slope(broker_rss)
         print(f"soak: {produced.value:,} produced at {rate:,.0f}/s target, {stored:,} stored "
               f"({lost} missing), {visible:,} rows visible, {sum(hist.values()):,} lag samples", flush=True)
         print(f"rss: first {rss[0][1]:.0f} MB, last {rss[-1][1]:.0f} MB, max {max(m for _, m in rss):.0f} MB, "
               f"slope after {settle:.0f} s {growth:+.2f} MB/min", flush=True)
-        after = [p for p in engine_rss if p[0] >= settle] or engine_rss
         print(f"of which the engine's tracked memory: first {engine_rss[0][1]:.0f} MB, last {engine_rss[-1][1]:.0f} MB, "
-              f"slope {slope_per_min(after):+.2f} MB/min; glibc heap in use: first {heap_rss[0][1]:.0f} MB, "
-              f"last {heap_rss[-1][1]:.0f} MB, slope {slope_per_min([p for p in heap_rss if p[0] >= settle] or heap_rss):+.2f} MB/min",
-              flush=True)
+              f"slope {settled_slope(engine_rss):+.2f} MB/min; glibc heap in use: first {heap_rss[0][1]:.0f} MB, "
+              f"last {heap_rss[-1][1]:.0f} MB, slope {settled_slope(heap_rss):+.2f} MB/min", flush=True)
         print(f"local broker rss: first {broker_rss[0][1]:.0f} MB, last {broker_rss[-1][1]:.0f} MB, "
               f"slope after {settle:.0f} s {broker_growth:+.2f} MB/min", flush=True)
         if durations:
