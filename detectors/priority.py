@@ -5,7 +5,7 @@ one process on the same cores. A detection is batch work that can wait a
 few seconds; ingest cannot, or every event's lag grows while a window is
 judged (the 30-minute soak measured lag p99 of 6.6-9.9 s, detector runs
 of 12-15 s at p95 taking both cores). So each detector worker's client asks
-ClickHouse to run its queries at Linux nice `detector_nice`
+ClickHouse to run its queries at Linux nice `background_nice`
 (`os_threads_nice_value_query`): ClickHouse sets it on every thread of the
 query and restores it when the thread leaves the query, so the engine's
 shared threads serve the collector's inserts at full priority afterwards.
@@ -69,9 +69,9 @@ def yield_to_ingest(client: Client, nice: int, *, embedded: bool) -> dict[str, i
 
 
 def detector_clients(settings: Settings) -> Callable[[], Client]:
-    """The detector workers' client factory: a store client whose queries run behind ingest (`detector_nice`)."""
+    """The detector workers' client factory: a store client whose queries run behind ingest (`background_nice`)."""
     def new_client() -> Client:
         client = connect(settings)
-        yield_to_ingest(client, settings.detector_nice, embedded=settings.is_embedded)
+        yield_to_ingest(client, settings.background_nice, embedded=settings.is_embedded)
         return client
     return new_client

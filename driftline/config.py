@@ -102,11 +102,12 @@ class Settings(BaseSettings):
         24, ge=1, le=10_000, description="How many past windows a scheduled run looks back for missed ones."
     )
     detector_workers: int = Field(2, ge=1, le=64, description="Models detected in parallel by the scheduler.")
-    detector_nice: int = Field(
+    background_nice: int = Field(
         10, ge=0, le=19,
-        description="Linux nice value of the scheduled detections' queries, so ingest keeps the CPU when both "
-                    "compete (0: same priority). ClickHouse honours it with CAP_SYS_NICE; without it, detection "
-                    "on the embedded store is held to one thread instead (detectors/priority.py).",
+        description="Linux nice value of background work, so ingest keeps the CPU when both compete (0: same "
+                    "priority): the scheduled detections' queries, and the embedded engine's merges. ClickHouse "
+                    "honours it with CAP_SYS_NICE; without it, detection on the embedded store is held to one "
+                    "thread instead and merges run at normal priority (detectors/priority.py).",
     )
     detector_shard: str = Field(
         "0/1",

@@ -58,7 +58,7 @@ def connect(settings: Settings, *, database: bool = True) -> Client:
                 return remote  # type: ignore[return-value]
         with _embedded_lock:
             try:
-                client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+                client = clickhouse_connect.get_client(dsn=f"chdb://{path}", chdb_options=engine_options(settings))
             except Exception as exc:  # chDB reports a held folder as a generic error: ask the folder's lock
                 text = str(exc)
                 if _held_by_a_process(path):
@@ -96,6 +96,18 @@ def connect(settings: Settings, *, database: bool = True) -> Client:
         client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
         client.database = db
     return client
+
+
+def engine_options(settings: Settings) -> dict[str, int] | None:
+    """Server settings of the embedded engine, fixed when the first client of the process opens it.
+
+    Merges are background work like detection: at `background_nice` they leave the CPU to the collector's
+    inserts when both compete (the 30-minute soak's lag spikes came with merges). ClickHouse applies it only
+    with CAP_SYS_NICE, as for detection (detectors/priority.py); without it the setting does nothing.
+    """
+    if settings.background_nice <= 0:
+        return None
+    return {"os_threads_nice_value_merge_mutate": settings.background_nice}
 
 
 def _held_by_a_process(path: Path) -> bool:

@@ -29,7 +29,7 @@ def _niced_threads(nice: int) -> set[int]:
 
 
 def test_a_detector_client_queries_behind_ingest_and_other_clients_do_not(base_settings: Settings) -> None:
-    settings = base_settings.model_copy(update={"detector_nice": 7})
+    settings = base_settings.model_copy(update={"background_nice": 7})
     detector = detector_clients(settings)()
     ingest = connect(settings)
     setting = "os_threads_nice_value_query" if can_renice() else "max_threads"
@@ -52,3 +52,38 @@ def test_a_detector_client_queries_behind_ingest_and_other_clients_do_not(base_s
     assert seen, "no thread ran the detector's query at its nice value"
     ingest.query("SELECT count() FROM numbers(1000)")
     assert not _niced_threads(7), "a thread kept the detector's nice value after its query"
+
+
+def _thread_nices(name: str) -> set[int]:
+    """The nice values of this process's threads called `name` (/proc/self/task/<tid>/comm)."""
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == name:
+                found.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+        except OSError:
+            continue
+    return found
+
+
+def test_the_embedded_engines_merges_run_behind_ingest(base_settings: Settings) -> None:
+    client = connect(base_settings)
+    setting = client.query("SELECT value FROM system.server_settings "
+                           "WHERE name = 'os_threads_nice_value_merge_mutate'").result_rows
+    assert setting == [(str(base_settings.background_nice),)]
+    if not can_renice():
+        return  # without CAP_SYS_NICE ClickHouse keeps merges at normal priority: the setting is all there is
+
+    client.command("CREATE TABLE merge_priority (k UInt64, v String) ENGINE = MergeTree ORDER BY k")
+    for part in range(6):
+        client.command(f"INSERT INTO merge_priority SELECT number, repeat('x', 200) FROM numbers({part * 300000}, 300000)")
+    seen: set[int] = set()
+    merging = threading.Thread(target=client.command, args=("OPTIMIZE TABLE merge_priority FINAL",))
+    merging.start()
+    while merging.is_alive():
+        seen |= _thread_nices("MergeMutate")
+        time.sleep(0.005)
+    merging.join()
+    assert base_settings.background_nice in seen, f"no merge thread ran at the background nice value: {seen}"
+    assert client.query("SELECT count() FROM system.parts WHERE table = 'merge_priority' AND active "
+                        "AND database = currentDatabase()").result_rows == [(1,)]
