@@ -22,13 +22,15 @@ child process, so its CPU does not share this process's GIL.
    ClickHouse itself.
 3. Every --sample-every seconds a row: produced, stored, backlog, lag
    p50/p99 of the interval, RSS of this process (psutil if installed, else
-   /proc/self/status) and two parts of it: the memory ClickHouse tracks
-   (system.metrics MemoryTracking) and glibc's heap in use (mallinfo2:
-   Python's larger objects, numpy, kafka-python), RSS of the local broker's
-   process, detector runs so far, the predictions table's active parts and
-   the merges running (a merge of large parts takes CPU from ingest).
-   Growth in the RSS that neither part shows is the allocators keeping
-   freed pages.
+   /proc/self/status) and its parts: the memory ClickHouse tracks
+   (system.metrics MemoryTracking) and its allocator's resident pages
+   (chDB's own jemalloc: tracked memory plus freed pages not yet returned),
+   glibc's heap in use and free but kept (mallinfo2: Python's larger
+   objects, numpy, kafka-python); RSS of the local broker's process,
+   detector runs so far, the predictions table's active parts and the
+   merges running (a merge of large parts takes CPU from ingest). The rest
+   of the RSS is mapped code (about 300 MB, constant), Python's small-object
+   arenas and thread stacks.
 4. The detector scheduler's clients are made as `up` makes them
    (`detectors.priority.detector_clients`): their queries run behind ingest.
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import re
 import datetime as dt
 import multiprocessing as mp
 import shutil
@@ -62,6 +65,7 @@ from collector.local_broker import LocalBroker, ensure_topics  # noqa: E402
 from collector.loop import Collector, tune_gc_for_throughput  # noqa: E402
 from driftline.config import Settings  # noqa: E402
 from driftline.durations import parse_duration  # noqa: E402
+from driftline.heap import start_heap_trimmer  # noqa: E402
 
 UTC = dt.timezone.utc
 LAG_BUCKET_MS = 10
@@ -132,6 +136,18 @@ def engine_mb(client: Any) -> float:
     return rows[0][0] / 2**20 if rows else float("nan")
 
 
+_JEMALLOC_RESIDENT = re.compile(r"Allocated: \d+, active: \d+, metadata: \d+.*?, resident: (\d+)")
+
+
+def engine_resident_mb(client: Any) -> float:
+    """The engine's allocator's resident pages (chDB links its own jemalloc): tracked memory plus pages freed
+    but not yet returned (jemalloc returns them over `dirty_decay_ms`, 5 s in chDB), which is most of the
+    RSS's swing from one sample to the next."""
+    text = str(client.query("SELECT * FROM system.jemalloc_stats").result_rows[0][0])
+    found = _JEMALLOC_RESIDENT.search(text)
+    return int(found.group(1)) / 2**20 if found else float("nan")
+
+
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
@@ -151,12 +167,13 @@ def _mallinfo2() -> Any:
 _MALLINFO2 = _mallinfo2()
 
 
-def heap_mb() -> float:
-    """Bytes in use on glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers); nan elsewhere."""
+def heap_mb() -> tuple[float, float]:
+    """glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers): MB in use, and MB free
+    but kept by the allocator (resident until reused or trimmed); nan elsewhere."""
     if _MALLINFO2 is None:
-        return float("nan")
+        return float("nan"), float("nan")
     info = _MALLINFO2()
-    return (info.uordblks + info.hblkhd) / 2**20
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:
@@ -211,6 +228,7 @@ def main() -> None:
     duration = parse_duration(args.duration).total_seconds()
     warmup = parse_duration(args.warmup).total_seconds()
     tune_gc_for_throughput()  # as the service does
+    trimming = threading.Event()
 
     from detectors.config import registry_from_yaml
     from detectors.priority import detector_clients
@@ -271,6 +289,7 @@ def main() -> None:
         scheduler = DetectorScheduler(registry, detector_clients(settings), grace=dt.timedelta(seconds=2),
                                       catchup_windows=2, workers=settings.detector_workers)
         scheduler.start()
+        start_heap_trimmer(settings.heap_trim_seconds, trimming)  # as `up` does
 
         base = collector.stats.inserted
         produced = ctx.Value("q", 0)
@@ -284,9 +303,12 @@ def main() -> None:
         broker_rss: list[tuple[float, float]] = []
         engine_rss: list[tuple[float, float]] = []  # where the service's RSS goes: the engine's own tracking,
         heap_rss: list[tuple[float, float]] = []  # and glibc's heap (Python, numpy, kafka-python)
+        engine_res: list[tuple[float, float]] = []  # the engine's allocator's resident pages
+        heap_free: list[tuple[float, float]] = []  # glibc's free but kept bytes
         last_wall = soak_start_wall
         print(f"{'t_s':>6} {'produced':>10} {'stored':>10} {'backlog':>8} {'ev/s':>8} {'lag_p50_s':>9} "
-              f"{'lag_p99_s':>9} {'rss_mb':>8} {'engine_mb':>9} {'heap_mb':>8} {'broker_mb':>9} {'det_runs':>8} "
+              f"{'lag_p99_s':>9} {'rss_mb':>8} {'engine_mb':>9} {'eng_res':>7} {'heap_mb':>8} {'heap_free':>9} "
+              f"{'broker_mb':>9} {'det_runs':>8} "
               f"{'parts':>5} {'merges':>6}", flush=True)
         prev_stored, prev_t = 0, 0.0
         while True:
@@ -300,17 +322,20 @@ def main() -> None:
             runs = client.query("SELECT count() FROM detector_runs WHERE started_at >= {s:DateTime64(3, 'UTC')}",
                                 parameters={"s": soak_start_wall}).result_rows[0][0]
             mem, broker_mem = rss_mb(), broker.memory_mb() or float("nan")  # what `up` reads to decide a swap
-            engine, heap = engine_mb(client), heap_mb()
+            engine, resident, (heap, free) = engine_mb(client), engine_resident_mb(client), heap_mb()
             parts, merging = client.query(
                 "SELECT (SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'predictions' "
                 "AND active), (SELECT count() FROM system.merges WHERE database = currentDatabase())").result_rows[0]
             rss.append((t, mem))
             engine_rss.append((t, engine))
             heap_rss.append((t, heap))
+            engine_res.append((t, resident))
+            heap_free.append((t, free))
             broker_rss.append((t, broker_mem))
             p = produced.value
             print(f"{t:6.0f} {p:10,} {stored:10,} {p - stored:8,} {(stored - prev_stored) / (t - prev_t):8,.0f} "
-                  f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {engine:9.0f} {heap:8.0f} "
+                  f"{quantile(interval, 0.5):9.2f} {quantile(interval, 0.99):9.2f} {mem:8.0f} {engine:9.0f} {resident:7.0f} "
+                  f"{heap:8.0f} {free:9.0f} "
                   f"{broker_mem:9.0f} {runs:8} {parts:5} {merging:6}",
                   flush=True)
             prev_stored, prev_t = stored, t
@@ -346,6 +371,11 @@ def main() -> None:
         print(f"of which the engine's tracked memory: first {engine_rss[0][1]:.0f} MB, last {engine_rss[-1][1]:.0f} MB, "
               f"slope {settled_slope(engine_rss):+.2f} MB/min; glibc heap in use: first {heap_rss[0][1]:.0f} MB, "
               f"last {heap_rss[-1][1]:.0f} MB, slope {settled_slope(heap_rss):+.2f} MB/min", flush=True)
+        print(f"the engine's allocator resident (tracked + freed pages not yet returned): mean "
+              f"{statistics.fmean(m for _, m in engine_res):.0f} MB, min {min(m for _, m in engine_res):.0f}, "
+              f"max {max(m for _, m in engine_res):.0f}, slope {settled_slope(engine_res):+.2f} MB/min; glibc free "
+              f"but kept: mean {statistics.fmean(m for _, m in heap_free):.0f} MB, slope "
+              f"{settled_slope(heap_free):+.2f} MB/min", flush=True)
         print(f"local broker rss: first {broker_rss[0][1]:.0f} MB, last {broker_rss[-1][1]:.0f} MB, "
               f"slope after {settle:.0f} s {broker_growth:+.2f} MB/min", flush=True)
         if durations:
@@ -359,6 +389,7 @@ def main() -> None:
               f"broker_rss_max_mb={max(m for _, m in broker_rss):.0f} broker_replacements={recycling.replaced} "
               f"detector_run_p95_s={p95:.3f}")
     finally:
+        trimming.set()
         if scheduler is not None:
             scheduler.stop(wait=True)
         if collector is not None:

@@ -39,6 +39,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
 
 from driftline.config import Settings, load_settings
+from driftline.heap import start_heap_trimmer
 from driftline.logs import setup_logging
 from driftline.privacy import Redactor
 from driftline.store import StoreError, connect, migrate, schema_version
@@ -186,6 +187,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     _migrate(settings)
     record_registry(connect(settings), registry)
     tune_gc_for_throughput()
+    start_heap_trimmer(settings.heap_trim_seconds, stop)
     return 0 if Collector(settings, stop_event=stop, redactor=redactor, gate=ModelGate.from_registry(registry)).run() else 1
 
 
@@ -262,6 +264,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if settings.is_embedded:  # the CLI's store commands beside this `up` run their queries here
             store_service = lend_store(settings)
         tune_gc_for_throughput()
+        start_heap_trimmer(settings.heap_trim_seconds, stop)
         _print_banner(settings, local_broker=broker is not None, models=len(scheduler.registry.models) if scheduler else 0,
                       alerts=len(alert_config.rules) if alert_config else None, api_url=api.url)
         return 0 if collector.run() else 1

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         "has committed everything it holds (a pause of a few seconds for producers); 0: never (it grows with "
         "every event). Linux only (read from /proc).",
     )
+    heap_trim_seconds: float = Field(
+        60.0, ge=0,
+        description="How often `up` hands the memory glibc keeps free back to the system (malloc_trim), so the "
+        "service's RSS follows what it uses rather than the heap's fragmentation; 0: never. glibc only "
+        "(driftline/heap.py).",
+    )
     models_file: Path = Field(
         Path("models.yaml"),
         description="The model registry (YAML): models, features, references, windows, schedules, thresholds. "
