@@ -25,7 +25,7 @@ child process, so its CPU does not share this process's GIL.
    /proc/self/status) and its parts: the memory ClickHouse tracks
    (system.metrics MemoryTracking) and its allocator's resident pages
    (chDB's own jemalloc: tracked memory plus freed pages not yet returned),
-   glibc's heap in use and free but kept (mallinfo2: Python's larger
+   glibc's heap in use and free in its arenas (mallinfo2: Python's larger
    objects, numpy, kafka-python); RSS of the local broker's process,
    detector runs so far, the predictions table's active parts and the
    merges running (a merge of large parts takes CPU from ingest). The rest
@@ -169,7 +169,8 @@ _MALLINFO2 = _mallinfo2()
 
 def heap_mb() -> tuple[float, float]:
     """glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers): MB in use, and MB free
-    but kept by the allocator (resident until reused or trimmed); nan elsewhere."""
+    in its arenas (resident until reused, unless trimmed: a trim returns the pages but glibc still counts the
+    chunks as free, so this is an upper bound of what the trimmer can return); nan elsewhere."""
     if _MALLINFO2 is None:
         return float("nan"), float("nan")
     info = _MALLINFO2()
@@ -304,7 +305,7 @@ def main() -> None:
         engine_rss: list[tuple[float, float]] = []  # where the service's RSS goes: the engine's own tracking,
         heap_rss: list[tuple[float, float]] = []  # and glibc's heap (Python, numpy, kafka-python)
         engine_res: list[tuple[float, float]] = []  # the engine's allocator's resident pages
-        heap_free: list[tuple[float, float]] = []  # glibc's free but kept bytes
+        heap_free: list[tuple[float, float]] = []  # glibc's free bytes in its arenas
         last_wall = soak_start_wall
         print(f"{'t_s':>6} {'produced':>10} {'stored':>10} {'backlog':>8} {'ev/s':>8} {'lag_p50_s':>9} "
               f"{'lag_p99_s':>9} {'rss_mb':>8} {'engine_mb':>9} {'eng_res':>7} {'heap_mb':>8} {'heap_free':>9} "
@@ -374,7 +375,7 @@ def main() -> None:
         print(f"the engine's allocator resident (tracked + freed pages not yet returned): mean "
               f"{statistics.fmean(m for _, m in engine_res):.0f} MB, min {min(m for _, m in engine_res):.0f}, "
               f"max {max(m for _, m in engine_res):.0f}, slope {settled_slope(engine_res):+.2f} MB/min; glibc free "
-              f"but kept: mean {statistics.fmean(m for _, m in heap_free):.0f} MB, slope "
+              f"in arenas (resident unless trimmed): mean {statistics.fmean(m for _, m in heap_free):.0f} MB, slope "
               f"{settled_slope(heap_free):+.2f} MB/min", flush=True)
         print(f"local broker rss: first {broker_rss[0][1]:.0f} MB, last {broker_rss[-1][1]:.0f} MB, "
               f"slope after {settle:.0f} s {broker_growth:+.2f} MB/min", flush=True)
