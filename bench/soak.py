@@ -43,10 +43,9 @@ where rss_growth is the least-squares slope of RSS over the soak samples after
 from __future__ import annotations
 
 import argparse
-import ctypes
-import re
 import datetime as dt
 import multiprocessing as mp
+import re
 import shutil
 import statistics
 import sys
@@ -65,7 +64,7 @@ from collector.local_broker import LocalBroker, ensure_topics  # noqa: E402
 from collector.loop import Collector, tune_gc_for_throughput  # noqa: E402
 from driftline.config import Settings  # noqa: E402
 from driftline.durations import parse_duration  # noqa: E402
-from driftline.heap import start_heap_trimmer  # noqa: E402
+from driftline.heap import heap_mb, start_heap_trimmer  # noqa: E402
 
 UTC = dt.timezone.utc
 LAG_BUCKET_MS = 10
@@ -146,35 +145,6 @@ def engine_resident_mb(client: Any) -> float:
     text = str(client.query("SELECT * FROM system.jemalloc_stats").result_rows[0][0])
     found = _JEMALLOC_RESIDENT.search(text)
     return int(found.group(1)) / 2**20 if found else float("nan")
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-def _mallinfo2() -> Any:
-    """glibc's mallinfo2, or None where there is none (another libc, glibc before 2.33)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        return libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLINFO2 = _mallinfo2()
-
-
-def heap_mb() -> tuple[float, float]:
-    """glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers): MB in use, and MB free
-    in its arenas (resident until reused, unless trimmed: a trim returns the pages but glibc still counts the
-    chunks as free, so this is an upper bound of what the trimmer can return); nan elsewhere."""
-    if _MALLINFO2 is None:
-        return float("nan"), float("nan")
-    info = _MALLINFO2()
-    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:

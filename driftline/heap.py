@@ -18,24 +18,32 @@ which returns freed pages by itself after `dirty_decay_ms`.
 from __future__ import annotations
 
 import ctypes
-import logging
 import threading
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+def _glibc() -> tuple[Callable[[int], int] | None, Callable[[], _MallInfo2] | None]:
+    """glibc's malloc_trim and mallinfo2, each None where there is none (musl, macOS; glibc before 2.33)."""
     try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None, None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    info = getattr(libc, "mallinfo2", None)
+    if info is not None:
+        info.restype = _MallInfo2
+    return trim, info
 
 
-_MALLOC_TRIM = _malloc_trim()
+_MALLOC_TRIM, _MALLINFO2 = _glibc()
 
 
 def trim_heap() -> bool | None:
@@ -45,6 +53,16 @@ def trim_heap() -> bool | None:
     return bool(_MALLOC_TRIM(0))
 
 
+def heap_mb() -> tuple[float, float]:
+    """glibc's heap (Python's objects above 512 bytes, numpy, kafka-python buffers): MB in use, and MB free
+    in its arenas (resident until reused, unless trimmed: a trim returns the pages but glibc still counts the
+    chunks as free, so this is an upper bound of what a trim can return); nan for both elsewhere."""
+    if _MALLINFO2 is None:
+        return float("nan"), float("nan")
+    info = _MALLINFO2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
 def start_heap_trimmer(every_seconds: float, stop: threading.Event) -> threading.Thread | None:
     """A daemon thread calling `trim_heap` every `every_seconds` until `stop` is set (None: 0, or no glibc)."""
     if every_seconds <= 0 or _MALLOC_TRIM is None:
@@ -52,11 +70,7 @@ def start_heap_trimmer(every_seconds: float, stop: threading.Event) -> threading
 
     def run() -> None:
         while not stop.wait(every_seconds):
-            try:
-                trim_heap()
-            except Exception:  # never worth stopping the service for; say so once and stop trimming
-                log.exception("heap trimming stopped")
-                return
+            trim_heap()
 
     thread = threading.Thread(target=run, name="heap-trimmer", daemon=True)
     thread.start()

@@ -15,17 +15,22 @@ from driftline.config import Settings
 from driftline.store import connect
 
 
-def _niced_threads(nice: int) -> set[int]:
-    """The threads of this process whose nice value is `nice` (field 19 of /proc/self/task/<tid>/stat)."""
-    found = set()
+def _threads() -> list[tuple[int, str, int]]:
+    """(tid, name, nice value) of this process's threads (/proc/self/task/<tid>/comm and field 19 of stat)."""
+    found = []
     for task in Path("/proc/self/task").iterdir():
         try:
+            name = (task / "comm").read_text().strip()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # the thread ended meanwhile
             continue
-        if int(fields[16]) == nice:
-            found.add(int(task.name))
+        found.append((int(task.name), name, int(fields[16])))
     return found
+
+
+def _niced_threads(nice: int) -> set[int]:
+    """The threads of this process whose nice value is `nice`."""
+    return {tid for tid, _, value in _threads() if value == nice}
 
 
 def test_a_detector_client_queries_behind_ingest_and_other_clients_do_not(base_settings: Settings) -> None:
@@ -54,18 +59,6 @@ def test_a_detector_client_queries_behind_ingest_and_other_clients_do_not(base_s
     assert not _niced_threads(7), "a thread kept the detector's nice value after its query"
 
 
-def _thread_nices(name: str) -> set[int]:
-    """The nice values of this process's threads called `name` (/proc/self/task/<tid>/comm)."""
-    found = set()
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            if (task / "comm").read_text().strip() == name:
-                found.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
-        except OSError:
-            continue
-    return found
-
-
 def test_the_embedded_engines_merges_run_behind_ingest(base_settings: Settings) -> None:
     client = connect(base_settings)
     setting = client.query("SELECT value FROM system.server_settings "
@@ -81,7 +74,7 @@ def test_the_embedded_engines_merges_run_behind_ingest(base_settings: Settings) 
     merging = threading.Thread(target=client.command, args=("OPTIMIZE TABLE merge_priority FINAL",))
     merging.start()
     while merging.is_alive():
-        seen |= _thread_nices("MergeMutate")
+        seen |= {value for _, name, value in _threads() if name == "MergeMutate"}
         time.sleep(0.005)
     merging.join()
     assert base_settings.background_nice in seen, f"no merge thread ran at the background nice value: {seen}"
